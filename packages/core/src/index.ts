@@ -7,4 +7,5 @@ export * from './logger.js';
 export * from './money.js';
 export * from './openapi.js';
 export * from './pagination.js';
+export * from './process.js';
 export * from './secretbox.js';
