@@ -39,7 +39,7 @@ describe('error envelope', () => {
   it('passes safe errors through with their details', async () => {
     const res = await app().request('/known');
     expect(res.status).toBe(422);
-    expect(await res.json()).toEqual({
+    expect((await res.json()) as any).toEqual({
       error: { code: 'policy_violation', message: 'maxPerTx exceeded', status: 422, details: { rule: 'maxPerTx' } },
     });
   });
@@ -53,7 +53,7 @@ describe('error envelope', () => {
   it('answers unknown routes with a 404 envelope', async () => {
     const res = await app().request('/nope');
     expect(res.status).toBe(404);
-    expect((await res.json()).error.code).toBe('not_found');
+    expect(((await res.json()) as any).error.code).toBe('not_found');
   });
 
   it('names the offending field of a bad body', async () => {
@@ -63,7 +63,7 @@ describe('error envelope', () => {
       body: JSON.stringify({ amount: 5, to: 'ab' }),
     });
     expect(res.status).toBe(400);
-    const body = await res.json();
+    const body = (await res.json()) as any;
     expect(body.error.code).toBe('invalid_request');
     expect(body.error.field).toBe('body.amount');
     expect(body.error.details.issues.map((i: { field: string }) => i.field)).toEqual(['body.amount', 'body.to']);
@@ -76,15 +76,15 @@ describe('error envelope', () => {
       body: '{"amount": ',
     });
     expect(malformed.status).toBe(400);
-    expect((await malformed.json()).error.code).toBe('invalid_request');
+    expect(((await malformed.json()) as any).error.code).toBe('invalid_request');
     const text = await app().request('/things', { method: 'POST', body: 'amount=1' });
     expect(text.status).toBe(400);
-    expect((await text.json()).error.field).toBe('body');
+    expect(((await text.json()) as any).error.field).toBe('body');
   });
 
   it('names query fields', async () => {
     const res = await app().request('/things?limit=1000');
     expect(res.status).toBe(400);
-    expect((await res.json()).error.field).toBe('query.limit');
+    expect(((await res.json()) as any).error.field).toBe('query.limit');
   });
 });
