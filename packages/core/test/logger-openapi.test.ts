@@ -32,7 +32,7 @@ describe('logger', () => {
     const handled = lines.find((l) => l.msg === 'handled');
     expect(handled?.requestId).toBe('req_from_upstream_1');
     expect(handled?.privateKey).toBe('[redacted]');
-    expect((handled?.wallet as { agentToken: string }).agentToken).toBe('[redacted]');
+    expect((handled as any).wallet.agentToken).toBe('[redacted]');
     expect(lines.find((l) => l.msg === 'request')).toMatchObject({ method: 'GET', path: '/x', status: 200 });
 
     const fresh = await app.request('/x', { headers: { 'x-request-id': 'bad id with spaces\n' } });
