@@ -72,6 +72,14 @@ export function requestLogger(logger: Logger): MiddlewareHandler<{ Variables: Co
     c.header(REQUEST_ID_HEADER, requestId);
     const started = performance.now();
     await next();
+    // A middleware may have replaced the response after the header was set; make sure it is there.
+    if (!c.res.headers.has(REQUEST_ID_HEADER)) {
+      try {
+        c.res.headers.set(REQUEST_ID_HEADER, requestId);
+      } catch {
+        // immutable headers (a proxied response): the id is still in the log line
+      }
+    }
     const ms = Math.round((performance.now() - started) * 10) / 10;
     const status = c.res.status;
     const line = { method: c.req.method, path: c.req.path, status, ms };

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * Money is integers in the smallest unit, always `bigint`:
  * - USDC in atomic units (6 decimals): "0.01" USDC = 10_000n.
@@ -73,4 +75,24 @@ export function toBigInt(value: bigint | string | number): bigint {
   }
   if (!/^-?\d+$/.test(value)) throw new MoneyError(`not an integer: ${JSON.stringify(value)}`);
   return BigInt(value);
+}
+
+/**
+ * A USDC amount in a JSON API: a decimal string with at most 6 decimals, parsed to atomic units.
+ * Floats, negatives and over-precise values fail validation with a message naming the rule.
+ */
+export function usdcAmountSchema({ allowZero = false }: { allowZero?: boolean } = {}) {
+  return z.string({ message: 'expected a decimal string like "0.01"' }).transform((value, ctx) => {
+    try {
+      const atomic = parseUsdc(value);
+      if (!allowZero && atomic === 0n) {
+        ctx.addIssue({ code: 'custom', message: 'amount must be greater than zero' });
+        return z.NEVER;
+      }
+      return atomic;
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      return z.NEVER;
+    }
+  });
 }
