@@ -1,0 +1,10 @@
+export type { FacilitatorClient } from '@x402/core/server';
+export { HTTPFacilitatorClient } from '@x402/core/server';
+export type { Network, PaymentPayload, PaymentRequirements } from '@x402/core/types';
+export * from './client.js';
+export * from './config.js';
+export * from './facilitator.js';
+export * from './facilitator-app.js';
+export * from './gate.js';
+export * from './signed-request.js';
+export * from './store.js';
