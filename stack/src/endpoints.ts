@@ -1,0 +1,46 @@
+import { readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * `<data dir>/endpoints.json`: what a running `start` brought up, for tools and tests to find. Written once
+ * everything is healthy, removed on stop. Secrets never go in it (database URLs carry only the local dev
+ * password of the embedded server).
+ */
+export interface Endpoints {
+  startedAt: string;
+  /** The `start` process; the stack is running while it is alive. */
+  pid: number;
+  dataDir: string;
+  database?: { host: string; port: number; pid: number; urls: Record<string, string> };
+  devnet?: { rpcUrl: string; chainId: number; usdc: string; pid: number };
+  facilitator?: { url: string };
+  services: Record<string, { url: string; pid: number; log: string; ports?: Record<string, number> }>;
+}
+
+export const endpointsPath = (dataDir: string) => join(dataDir, 'endpoints.json');
+
+export async function writeEndpoints(dataDir: string, endpoints: Endpoints): Promise<void> {
+  await writeFile(endpointsPath(dataDir), `${JSON.stringify(endpoints, null, 2)}\n`, { mode: 0o600 });
+}
+
+export async function readEndpoints(dataDir: string): Promise<Endpoints | undefined> {
+  try {
+    const endpoints = JSON.parse(await readFile(endpointsPath(dataDir), 'utf8')) as Endpoints;
+    return isAlive(endpoints.pid) ? endpoints : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function removeEndpoints(dataDir: string): Promise<void> {
+  await rm(endpointsPath(dataDir), { force: true });
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

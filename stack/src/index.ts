@@ -1,0 +1,3 @@
+export * from './endpoints.js';
+export * from './manifest.js';
+export * from './start.js';

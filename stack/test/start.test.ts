@@ -1,0 +1,130 @@
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { fundUsdc, usdcBalance } from '@agentstack/chain';
+import { freePort, startProcess, waitFor } from '@agentstack/core';
+import pg from 'pg';
+import { createPublicClient, http } from 'viem';
+import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Endpoints, isAlive } from '../src/endpoints.js';
+import { startStack } from '../src/start.js';
+
+const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+const dirs: string[] = [];
+async function tempDir() {
+  const dir = await mkdtemp(join(tmpdir(), 'stack-test-'));
+  // As root, PostgreSQL runs as the postgres user, which must be able to enter the data directory.
+  await chmod(dir, 0o755);
+  dirs.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function ports() {
+  return { DEVNET_PORT: String(await freePort()), FACILITATOR_PORT: String(await freePort()) };
+}
+
+describe('start (the CLI, as a newcomer runs it)', () => {
+  it('brings up database, devnet and facilitator, writes endpoints, and Ctrl-C leaves no process behind', async () => {
+    const dataDir = await tempDir();
+    const proc = startProcess(
+      process.execPath,
+      ['--import', import.meta.resolve('tsx'), cli, 'start', '--data-dir', dataDir],
+      {
+        env: { ...process.env, ...(await ports()) },
+      },
+    );
+    const endpointsFile = join(dataDir, 'endpoints.json');
+    try {
+      await waitFor(
+        () => {
+          if (proc.child.exitCode !== null) throw new Error('start exited');
+          return existsSync(endpointsFile);
+        },
+        { timeoutMs: 60_000, what: 'endpoints.json' },
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n${proc.output()}`);
+    }
+    const endpoints = JSON.parse(await readFile(endpointsFile, 'utf8')) as Endpoints;
+    expect(endpoints.facilitator?.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(endpoints.devnet?.rpcUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(endpoints.devnet?.chainId).toBe(8453);
+    expect(endpoints.database?.port).toBeGreaterThan(0);
+    expect(proc.output()).toContain('payer');
+    expect(proc.output()).toContain('pnpm stack faucet');
+
+    // Everything answers.
+    const supported = await fetch(`${endpoints.facilitator?.url}/supported`);
+    expect(supported.status).toBe(200);
+    const client = new pg.Client({
+      connectionString: `postgres://postgres:postgres@127.0.0.1:${endpoints.database?.port}/postgres`,
+    });
+    await client.connect();
+    expect((await client.query('select 1 as one')).rows[0].one).toBe(1);
+    await client.end();
+
+    const pids = [
+      endpoints.pid,
+      endpoints.devnet?.pid,
+      endpoints.database?.pid,
+      ...Object.values(endpoints.services).map((s) => s.pid),
+    ] as number[];
+    expect(pids.every(isAlive)).toBe(true);
+
+    process.kill(proc.pid, 'SIGINT');
+    await proc.exited;
+    await waitFor(() => pids.every((pid) => !isAlive(pid)), { timeoutMs: 15_000, what: 'every process to exit' });
+    expect(existsSync(endpointsFile)).toBe(false);
+    expect(proc.output()).toContain('Stopped.');
+  });
+});
+
+describe('startStack', () => {
+  it('reuses the data on a second start, and --fresh starts clean', async () => {
+    const dataDir = await tempDir();
+    const env = { ...process.env, ...(await ports()) };
+    const someone = privateKeyToAccount(generatePrivateKey()).address;
+    const balanceOf = async (rpcUrl: string) =>
+      usdcBalance(
+        createPublicClient({ transport: http(rpcUrl) }),
+        someone,
+        '0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913',
+      );
+
+    let stack = await startStack({ dataDir, env });
+    const rpc = stack.endpoints.devnet?.rpcUrl as string;
+    await fundUsdc({ rpcUrl: rpc, to: someone, amount: 123_000_000n });
+    await expect(startStack({ dataDir, env })).rejects.toThrow(/already running|another start/);
+    await stack.stop();
+
+    stack = await startStack({ dataDir, env });
+    expect(await balanceOf(stack.endpoints.devnet?.rpcUrl as string)).toBe(123_000_000n);
+    await stack.stop();
+
+    stack = await startStack({ dataDir, env, fresh: true });
+    expect(await balanceOf(stack.endpoints.devnet?.rpcUrl as string)).toBe(0n);
+    await stack.stop();
+  });
+
+  it('names the variable when a port is taken', async () => {
+    const dataDir = await tempDir();
+    const blocker = (await import('node:net')).createServer();
+    const port = await freePort();
+    await new Promise<void>((r) => blocker.listen(port, '127.0.0.1', () => r()));
+    try {
+      await expect(
+        startStack({ dataDir, env: { ...process.env, ...(await ports()), FACILITATOR_PORT: String(port) } }),
+      ).rejects.toThrow('FACILITATOR_PORT');
+    } finally {
+      blocker.close();
+    }
+    // Nothing of the failed start is left running.
+    expect(existsSync(join(dataDir, 'endpoints.json'))).toBe(false);
+  });
+});
