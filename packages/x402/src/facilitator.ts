@@ -10,7 +10,7 @@ import type {
 } from '@x402/core/types';
 import { toFacilitatorEvmSigner } from '@x402/evm';
 import { registerExactEvmScheme } from '@x402/evm/exact/facilitator';
-import { type Chain, createWalletClient, type Hex, http, publicActions } from 'viem';
+import { type Chain, createWalletClient, type Hex, http, nonceManager, publicActions } from 'viem';
 import { privateKeyToAccount } from 'viem/accounts';
 
 export interface LocalFacilitatorOptions {
@@ -22,6 +22,8 @@ export interface LocalFacilitatorOptions {
   gasPrivateKey: Hex;
   /** How long a settlement waits for its receipt before reporting pending. */
   confirmationTimeoutMs?: number;
+  /** How often to poll for a settlement's receipt (default 1 s; Base makes a block every 2 s, the devnet at once). */
+  pollingIntervalMs?: number;
 }
 
 export interface LocalFacilitator {
@@ -37,22 +39,29 @@ export interface LocalFacilitator {
  * gas account of ours. Used in-process by services and tests, or behind `facilitatorApp` over HTTP.
  */
 export function createLocalFacilitator(options: LocalFacilitatorOptions): LocalFacilitator {
-  const account = privateKeyToAccount(options.gasPrivateKey);
-  const wallet = createWalletClient({ account, chain: options.chain, transport: http(options.rpcUrl) }).extend(
-    publicActions,
+  // Settlements run concurrently from one gas account: the nonce manager hands out nonces in order.
+  const account = privateKeyToAccount(options.gasPrivateKey, { nonceManager });
+  const wallet = createWalletClient({
+    account,
+    chain: options.chain,
+    transport: http(options.rpcUrl),
+    pollingInterval: options.pollingIntervalMs ?? 1_000,
+  }).extend(publicActions);
+  const signer = toFacilitatorEvmSigner(
+    {
+      address: account.address,
+      // biome-ignore lint/suspicious/noExplicitAny: viem's generic client is wider than the signer's structural type.
+      readContract: (args) => wallet.readContract(args as any),
+      // biome-ignore lint/suspicious/noExplicitAny: see above
+      verifyTypedData: (args) => wallet.verifyTypedData(args as any),
+      // biome-ignore lint/suspicious/noExplicitAny: see above
+      writeContract: (args) => wallet.writeContract(args as any),
+      sendTransaction: (args) => wallet.sendTransaction(args),
+      waitForTransactionReceipt: (args) => wallet.waitForTransactionReceipt(args),
+      getCode: (args) => wallet.getCode(args),
+    },
+    { confirmationTimeoutMs: options.confirmationTimeoutMs ?? 60_000 },
   );
-  const signer = toFacilitatorEvmSigner({
-    address: account.address,
-    // biome-ignore lint/suspicious/noExplicitAny: viem's generic client is wider than the signer's structural type.
-    readContract: (args) => wallet.readContract(args as any),
-    // biome-ignore lint/suspicious/noExplicitAny: see above
-    verifyTypedData: (args) => wallet.verifyTypedData(args as any),
-    // biome-ignore lint/suspicious/noExplicitAny: see above
-    writeContract: (args) => wallet.writeContract(args as any),
-    sendTransaction: (args) => wallet.sendTransaction(args),
-    waitForTransactionReceipt: (args) => wallet.waitForTransactionReceipt(args),
-    getCode: (args) => wallet.getCode(args),
-  });
   const facilitator = new x402Facilitator();
   registerExactEvmScheme(facilitator, { signer, networks: options.network });
   return { facilitator, client: inProcessClient(facilitator), network: options.network, gasAddress: account.address };

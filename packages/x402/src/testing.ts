@@ -32,6 +32,7 @@ export async function startPaymentTestbed(): Promise<PaymentTestbed> {
     network: devnet.chain.network,
     gasPrivateKey: devnet.accounts.gas.privateKey,
     confirmationTimeoutMs: 10_000,
+    pollingIntervalMs: 50,
   });
   const server = await listen(facilitatorApp(local.facilitator));
   const publicClient = createPublicClient({ chain: devnet.chain.viemChain, transport: http(devnet.rpcUrl) });

@@ -23,6 +23,8 @@ async function serve() {
     chain: chain.viemChain,
     network: chain.network,
     gasPrivateKey: gasKey.startsWith('0x') ? gasKey : (`0x${gasKey}` as Hex),
+    // The devnet mines each transaction at once; a real chain needs patience between polls.
+    pollingIntervalMs: chain.isDevnet ? 50 : 1_000,
   });
   log.info({ network: chain.network, gas: local.gasAddress }, 'facilitator ready');
   await runUntilSignal({
