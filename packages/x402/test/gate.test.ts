@@ -334,6 +334,25 @@ describe('x402 through packages/x402 on the devnet, paid by the official @x402/f
   });
 });
 
+describe('the paying client (createPayingFetch)', () => {
+  it('refuses locally to pay more than maxPerPayment or past its budget, signing nothing', async () => {
+    const payer = await bed.fundedAccount(1_000_000n);
+    const capped = bed.payingFetch(payer, { maxPerPayment: 4_999n });
+    await expect(capped.fetch(`${server.url}/v1/effect`, { method: 'POST' })).rejects.toThrow();
+    expect(capped.spent()).toBe(0n);
+
+    const budgeted = bed.payingFetch(payer, { budget: 2_500n });
+    expect((await budgeted.fetch(`${server.url}/v1/read`)).status).toBe(200);
+    expect((await budgeted.fetch(`${server.url}/v1/read`)).status).toBe(200);
+    await expect(budgeted.fetch(`${server.url}/v1/read`)).rejects.toThrow();
+    expect(budgeted.spent()).toBe(2_000n);
+
+    const wrongRecipient = bed.payingFetch(payer, { allowPayTo: [bed.devnet.accounts.payer.address] });
+    await expect(wrongRecipient.fetch(`${server.url}/v1/read`)).rejects.toThrow();
+    expect(await bed.balance(payer.address)).toBe(1_000_000n - 2_000n);
+  });
+});
+
 describe('a misconfigured network', () => {
   it('answers 503 instead of exiting the process', async () => {
     const store = new PgX402Store(database.pool);
