@@ -20,7 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { freePort, startProcess } from '@agentstack/core';
 import pg from 'pg';
-import { postgresBinaries } from './embedded-binaries.js';
+import { binariesReachableBy, postgresBinaries } from './embedded-binaries.js';
 import { dieWithParent } from './parent-death.js';
 import { isRunning } from './process-alive.js';
 
@@ -77,8 +77,8 @@ const LOG_ROTATE_BYTES = 5_000_000;
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { user = 'postgres', password = 'postgres', durable = true, log } = options;
   const dataDir = resolve(options.dataDir);
-  const binaries = await postgresBinaries();
   const runAs = process.getuid?.() === 0 ? await systemUser('postgres', log) : undefined;
+  const binaries = runAs ? await binariesReachableBy(await postgresBinaries(), runAs) : await postgresBinaries();
 
   await prepareDataDir(dataDir, runAs);
   if (!(await exists(join(dataDir, 'PG_VERSION')))) {
