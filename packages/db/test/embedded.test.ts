@@ -6,7 +6,7 @@ import { freePort, startProcess, waitFor } from '@agentstack/core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/embedded.js';
-import { postgresBinaries } from '../src/embedded-binaries.js';
+import { binariesReachableBy, postgresBinaries } from '../src/embedded-binaries.js';
 import { isRunning } from '../src/process-alive.js';
 
 const alive = isRunning;
@@ -90,8 +90,8 @@ describe('startEmbeddedPostgres', () => {
 
   it('replaces a server orphaned by a launcher that could not stop it', async () => {
     // An orphan as an older launcher (or one without setpriv) leaves it: parent gone, still serving.
-    const { postgres } = await postgresBinaries();
     const owner = await stat(dataDir);
+    const { postgres } = await binariesReachableBy(await postgresBinaries(), owner);
     const port = await freePort();
     const orphanArgs = [
       '-D',
