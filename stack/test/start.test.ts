@@ -44,7 +44,8 @@ describe('start (the CLI, as a newcomer runs it)', () => {
       await waitFor(
         () => {
           if (proc.child.exitCode !== null) throw new Error('start exited');
-          return existsSync(endpointsFile);
+          // The summary is printed after the endpoints file is written.
+          return existsSync(endpointsFile) && proc.output().includes('Ctrl-C stops everything');
         },
         { timeoutMs: 60_000, what: 'endpoints.json' },
       );
