@@ -2,14 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { access, chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startProcess, waitFor } from '@agentstack/core';
+import { freePort, isProcessRunning, startProcess, waitFor } from '@agentstack/core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/embedded.js';
 import { binariesReachableBy, postgresBinaries } from '../src/embedded-binaries.js';
-import { isRunning } from '../src/process-alive.js';
 
-const alive = isRunning;
+const alive = isProcessRunning;
 
 async function query(url: string, text: string): Promise<any[]> {
   const client = new pg.Client({ connectionString: url });
