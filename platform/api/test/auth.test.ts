@@ -104,7 +104,10 @@ describe('two-factor (TOTP)', () => {
     expect(new URL(totpURI).searchParams.get('issuer')).toBe('AgentSquads');
     // Not enabled until a code proves the authenticator has the secret.
     expect((await json(await browser.fetch('/api/account'))).user.twoFactorEnabled).toBe(false);
-    const verify = await browser.fetch('/api/auth/two-factor/verify-totp', { method: 'POST', json: { code: totp(secret) } });
+    const verify = await browser.fetch('/api/auth/two-factor/verify-totp', {
+      method: 'POST',
+      json: { code: totp(secret) },
+    });
     expect(verify.status).toBe(200);
     expect((await json(await browser.fetch('/api/account'))).user.twoFactorEnabled).toBe(true);
 
@@ -120,7 +123,10 @@ describe('two-factor (TOTP)', () => {
     });
     expect(wrong.status).toBe(401);
     expect((await phone.fetch('/api/account')).status).toBe(401);
-    const right = await phone.fetch('/api/auth/two-factor/verify-totp', { method: 'POST', json: { code: totp(secret) } });
+    const right = await phone.fetch('/api/auth/two-factor/verify-totp', {
+      method: 'POST',
+      json: { code: totp(secret) },
+    });
     expect(right.status).toBe(200);
     expect((await json(await phone.fetch('/api/account'))).user.email).toBe(email);
     // The TOTP secret is stored encrypted, never as the base32 the user scanned.
@@ -155,9 +161,9 @@ describe('banned and suspended users are refused', () => {
     const tenant = await tenantOf(user.userId);
     const plain = await signUp(t);
     // Only admins may suspend.
-    expect((await plain.browser.fetch(`/api/admin/tenants/${tenant.id}/suspend`, { method: 'POST', json: {} })).status).toBe(
-      403,
-    );
+    expect(
+      (await plain.browser.fetch(`/api/admin/tenants/${tenant.id}/suspend`, { method: 'POST', json: {} })).status,
+    ).toBe(403);
 
     const suspend = await admin.browser.fetch(`/api/admin/tenants/${tenant.id}/suspend`, {
       method: 'POST',
@@ -174,9 +180,15 @@ describe('banned and suspended users are refused', () => {
     const token = await t.platform.serviceTokens.mint({ tenantId: tenant.id, subject: 'runtime' });
     const viaService = await t.browser().fetch('/api/tenant', { headers: { authorization: `Bearer ${token.token}` } });
     expect(viaService.status).toBe(403);
-    expect((await json(viaService)).error).toMatchObject({ code: 'account_suspended', details: { reason: 'payment dispute' } });
+    expect((await json(viaService)).error).toMatchObject({
+      code: 'account_suspended',
+      details: { reason: 'payment dispute' },
+    });
 
-    const unsuspend = await admin.browser.fetch(`/api/admin/tenants/${tenant.id}/unsuspend`, { method: 'POST', json: {} });
+    const unsuspend = await admin.browser.fetch(`/api/admin/tenants/${tenant.id}/unsuspend`, {
+      method: 'POST',
+      json: {},
+    });
     expect(await json(unsuspend)).toMatchObject({ status: 'active', statusReason: null });
     expect(t.requester.of('start').map((c) => c.tenantId)).toContain(tenant.id);
     const back = t.browser();
@@ -201,7 +213,10 @@ describe('banned and suspended users are refused', () => {
 
 describe('auth rate limiting', () => {
   it('answers 429 with Retry-After after too many credential attempts from one address, counted in the database', async () => {
-    const limited = await startTestPlatform({ AUTH_RATE_LIMIT_CREDENTIALS_MAX: '3', AUTH_RATE_LIMIT_WINDOW_SECONDS: '60' });
+    const limited = await startTestPlatform({
+      AUTH_RATE_LIMIT_CREDENTIALS_MAX: '3',
+      AUTH_RATE_LIMIT_WINDOW_SECONDS: '60',
+    });
     try {
       const { email } = await signUp(limited); // one attempt from its own address
       const attacker = limited.browser('10.99.0.1');
@@ -228,7 +243,9 @@ describe('auth rate limiting', () => {
       const statuses: number[] = [];
       // Each request claims another address; the platform sees the loopback peer every time.
       for (let i = 0; i < 4; i++) {
-        statuses.push((await signIn(new Browser(limited.url, `10.98.0.${i + 1}`), 'x@example.com', 'whatever-pw')).status);
+        statuses.push(
+          (await signIn(new Browser(limited.url, `10.98.0.${i + 1}`), 'x@example.com', 'whatever-pw')).status,
+        );
       }
       expect(statuses.slice(2)).toEqual([429, 429]);
     } finally {

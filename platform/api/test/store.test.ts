@@ -24,7 +24,18 @@ async function newTenant(): Promise<string> {
   const userId = newId('usr');
   await db
     .insertInto('users')
-    .values({ id: userId, name: 'T', email: `${userId.toLowerCase()}@example.com`, email_verified: false, image: null, updated_at: new Date(), provider: null, provider_id: null, ban_reason: null, ban_expires: null })
+    .values({
+      id: userId,
+      name: 'T',
+      email: `${userId.toLowerCase()}@example.com`,
+      email_verified: false,
+      image: null,
+      updated_at: new Date(),
+      provider: null,
+      provider_id: null,
+      ban_reason: null,
+      ban_expires: null,
+    })
     .execute();
   const tenant = await store.insertTenant(newId('ten'), userId);
   await store.insertCredits(tenant.id);
@@ -44,12 +55,20 @@ const pgError = (promise: Promise<unknown>) =>
 describe('credits can only move with a ledger row', () => {
   it('a ledger row moves the balance and records the balance after it', async () => {
     const tenantId = await newTenant();
-    const first = await store.postLedgerEntry({ tenantId, amountMicros: 10_000_000n, kind: 'free_credit', reference: 'signup' });
+    const first = await store.postLedgerEntry({
+      tenantId,
+      amountMicros: 10_000_000n,
+      kind: 'free_credit',
+      reference: 'signup',
+    });
     const second = await store.postLedgerEntry({ tenantId, amountMicros: -1_234n, kind: 'usage', reference: 'usg_1' });
     expect(first.entry.balance_after_micros).toBe(10_000_000n);
     expect(second.entry.balance_after_micros).toBe(9_998_766n);
     expect(await balance(tenantId)).toBe(9_998_766n);
-    expect((await store.findCredits(tenantId))!).toMatchObject({ free_credit_used: true, last_entry_id: second.entry.id });
+    expect((await store.findCredits(tenantId))!).toMatchObject({
+      free_credit_used: true,
+      last_entry_id: second.entry.id,
+    });
   });
 
   it('ignores the balance_after a caller sends', async () => {
@@ -78,7 +97,9 @@ describe('credits can only move with a ledger row', () => {
   it('several rows in one statement each see the previous one', async () => {
     const tenantId = await newTenant();
     await sql`insert into credit_ledger (tenant_id, amount_micros, kind) values
-              (${tenantId}, 1000, 'admin_grant'), (${tenantId}, -300, 'usage'), (${tenantId}, -200, 'usage')`.execute(db);
+              (${tenantId}, 1000, 'admin_grant'), (${tenantId}, -300, 'usage'), (${tenantId}, -200, 'usage')`.execute(
+      db,
+    );
     const rows = (await ledger(tenantId)).reverse();
     expect(rows.map((r) => r.balance_after_micros)).toEqual([1000n, 700n, 500n]);
     expect(await balance(tenantId)).toBe(500n);
@@ -87,21 +108,23 @@ describe('credits can only move with a ledger row', () => {
   it('refuses a direct balance change, a credits row that starts with money, and edits or deletes of the ledger', async () => {
     const tenantId = await newTenant();
     await store.postLedgerEntry({ tenantId, amountMicros: 100n, kind: 'admin_grant' });
-    expect(await pgError(sql`update credits set balance_micros = 1000000000 where tenant_id = ${tenantId}`.execute(db))).toMatch(
-      /changes only through a credit_ledger row/,
-    );
-    expect(await pgError(sql`update credits set last_entry_id = null where tenant_id = ${tenantId}`.execute(db))).toMatch(
-      /changes only through a credit_ledger row/,
-    );
+    expect(
+      await pgError(sql`update credits set balance_micros = 1000000000 where tenant_id = ${tenantId}`.execute(db)),
+    ).toMatch(/changes only through a credit_ledger row/);
+    expect(
+      await pgError(sql`update credits set last_entry_id = null where tenant_id = ${tenantId}`.execute(db)),
+    ).toMatch(/changes only through a credit_ledger row/);
     const other = await newTenant();
     await sql`delete from credits where tenant_id = ${other}`.execute(db);
-    expect(await pgError(sql`insert into credits (tenant_id, balance_micros) values (${other}, 5)`.execute(db))).toMatch(
-      /start at zero/,
-    );
-    expect(await pgError(sql`update credit_ledger set amount_micros = 1 where tenant_id = ${tenantId}`.execute(db))).toMatch(
+    expect(
+      await pgError(sql`insert into credits (tenant_id, balance_micros) values (${other}, 5)`.execute(db)),
+    ).toMatch(/start at zero/);
+    expect(
+      await pgError(sql`update credit_ledger set amount_micros = 1 where tenant_id = ${tenantId}`.execute(db)),
+    ).toMatch(/permanent/);
+    expect(await pgError(sql`delete from credit_ledger where tenant_id = ${tenantId}`.execute(db))).toMatch(
       /permanent/,
     );
-    expect(await pgError(sql`delete from credit_ledger where tenant_id = ${tenantId}`.execute(db))).toMatch(/permanent/);
     expect(await balance(tenantId)).toBe(100n);
   });
 
@@ -124,12 +147,16 @@ describe('credits can only move with a ledger row', () => {
 
   it('a ledger row without a credits row, or with the wrong sign for its kind, is refused', async () => {
     const tenantId = await newTenant();
-    expect(await pgError(store.postLedgerEntry({ tenantId: newId('ten'), amountMicros: 1n, kind: 'admin_grant' }))).toMatch(
-      /foreign key|no credits row/,
-    );
+    expect(
+      await pgError(store.postLedgerEntry({ tenantId: newId('ten'), amountMicros: 1n, kind: 'admin_grant' })),
+    ).toMatch(/foreign key|no credits row/);
     expect(await pgError(store.postLedgerEntry({ tenantId, amountMicros: 5n, kind: 'usage' }))).toMatch(/sign_check/);
-    expect(await pgError(store.postLedgerEntry({ tenantId, amountMicros: -5n, kind: 'purchase' }))).toMatch(/sign_check/);
-    expect(await pgError(store.postLedgerEntry({ tenantId, amountMicros: 0n, kind: 'adjustment' }))).toMatch(/sign_check/);
+    expect(await pgError(store.postLedgerEntry({ tenantId, amountMicros: -5n, kind: 'purchase' }))).toMatch(
+      /sign_check/,
+    );
+    expect(await pgError(store.postLedgerEntry({ tenantId, amountMicros: 0n, kind: 'adjustment' }))).toMatch(
+      /sign_check/,
+    );
     expect(await balance(tenantId)).toBe(0n);
   });
 
@@ -140,7 +167,12 @@ describe('credits can only move with a ledger row', () => {
     await Promise.all(
       debits.map((amount, i) =>
         withTransaction(db, (trx) =>
-          new PlatformStore(trx).postLedgerEntry({ tenantId, amountMicros: -amount, kind: 'usage', reference: `u${i}` }),
+          new PlatformStore(trx).postLedgerEntry({
+            tenantId,
+            amountMicros: -amount,
+            kind: 'usage',
+            reference: `u${i}`,
+          }),
         ),
       ),
     );
@@ -217,8 +249,14 @@ describe('models seed', () => {
       enabled: true,
       demo: false,
     });
-    expect(byName['claude-opus-4']).toMatchObject({ provider: 'anthropic', provider_cost_output_per_m_micros: 75_000_000n });
-    expect(byName['gemini-2.0-flash']).toMatchObject({ provider: 'google', provider_cost_input_per_m_micros: 100_000n });
+    expect(byName['claude-opus-4']).toMatchObject({
+      provider: 'anthropic',
+      provider_cost_output_per_m_micros: 75_000_000n,
+    });
+    expect(byName['gemini-2.0-flash']).toMatchObject({
+      provider: 'google',
+      provider_cost_input_per_m_micros: 100_000n,
+    });
 
     await db.updateTable('models').set({ markup_pct: 35 }).where('name', '=', 'gpt-4o').execute();
     expect(await seedModels(store)).toEqual([]);
