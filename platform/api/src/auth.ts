@@ -131,7 +131,11 @@ export function createAuth({ config, db, secret, provisioner, log }: AuthDeps) {
     logger: {
       level: 'warn',
       log: (level, message, ...args) => {
-        const detail = args.length > 0 ? { detail: args.map((a) => (a instanceof Error ? a : String(a))) } : {};
+        const err = args.find((a) => a instanceof Error);
+        const rest = args
+          .filter((a) => !(a instanceof Error))
+          .map((a) => (typeof a === 'string' ? a : JSON.stringify(a)));
+        const detail = { ...(err ? { err } : {}), ...(rest.length > 0 ? { detail: rest } : {}) };
         if (level === 'error') authLog.error(detail, message);
         else if (level === 'warn') authLog.warn(detail, message);
         else authLog.debug(detail, message);

@@ -47,7 +47,7 @@ export interface PlatformDB {
     created_at: CreatedAt;
     updated_at: Timestamp;
   };
-  two_factors: { id: string; user_id: string };
+  two_factors: { id: string; user_id: string; secret: string; backup_codes: string };
   verifications: { id: string; identifier: string; value: string; expires_at: Date };
   rate_limits: { id: string; key: string; count: number; last_request: bigint };
   tenants: {

@@ -6,7 +6,7 @@ import { sql } from '@agentstack/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PlatformStore } from '../src/store.js';
 import { tenantDir, tenantWorkspaceDir } from '../src/tenants.js';
-import { json, type SignedUp, signUp, startTestPlatform, type TestPlatform, totp } from './helpers.js';
+import { json, type SignedUp, signUp, startTestPlatform, type TestPlatform, totp } from './support/helpers.js';
 
 let t: TestPlatform;
 beforeAll(async () => {
@@ -23,7 +23,9 @@ afterAll(async () => {
 async function rowsMentioning(needles: string[]): Promise<{ table: string; column: string; count: number }[]> {
   const { rows: columns } = await sql<{ table_name: string; column_name: string }>`
     select table_name, column_name from information_schema.columns
-    where table_schema = 'public' and data_type in ('text', 'character varying', 'jsonb', 'json')`.execute(t.platform.db);
+    where table_schema = 'public' and data_type in ('text', 'character varying', 'jsonb', 'json')`.execute(
+    t.platform.db,
+  );
   const found: { table: string; column: string; count: number }[] = [];
   for (const { table_name, column_name } of columns) {
     for (const needle of needles) {
@@ -42,7 +44,9 @@ async function busyUser(): Promise<SignedUp & { tenantId: string }> {
   const user = await signUp(t);
   const store = new PlatformStore(t.platform.db);
   const tenant = (await store.findTenantOfUser(user.userId))!;
-  const conversation = await json(await user.browser.fetch('/api/conversations', { method: 'POST', json: { title: 'Mine' } }));
+  const conversation = await json(
+    await user.browser.fetch('/api/conversations', { method: 'POST', json: { title: 'Mine' } }),
+  );
   await store.insertMessage({
     id: newId('msg'),
     tenantId: tenant.id,
@@ -70,7 +74,12 @@ async function busyUser(): Promise<SignedUp & { tenantId: string }> {
     })
     .execute();
   await store.postLedgerEntry({ tenantId: tenant.id, amountMicros: -9_750n, kind: 'usage', reference: usageId });
-  await store.postLedgerEntry({ tenantId: tenant.id, amountMicros: 5_000_000n, kind: 'purchase', reference: 'cs_test_1' });
+  await store.postLedgerEntry({
+    tenantId: tenant.id,
+    amountMicros: 5_000_000n,
+    kind: 'purchase',
+    reference: 'cs_test_1',
+  });
   const enable = await json(
     await user.browser.fetch('/api/auth/two-factor/enable', { method: 'POST', json: { password: user.password } }),
   );
@@ -93,7 +102,10 @@ describe('DELETE /api/account', () => {
     expect((await json(wrong)).error.field).toBe('body.confirm');
     expect((await user.browser.fetch('/api/account', { method: 'DELETE' })).status).toBe(400);
 
-    const res = await user.browser.fetch('/api/account', { method: 'DELETE', json: { confirm: user.email.toUpperCase() } });
+    const res = await user.browser.fetch('/api/account', {
+      method: 'DELETE',
+      json: { confirm: user.email.toUpperCase() },
+    });
     expect(res.status).toBe(200);
     expect(await json(res)).toEqual({ deleted: true, tenantId: user.tenantId });
     expect(res.headers.getSetCookie().some((c) => /agentsquads\.session_token=;.*Max-Age=0/.test(c))).toBe(true);
@@ -128,7 +140,9 @@ describe('DELETE /api/account', () => {
 
     // The neighbour is untouched.
     expect((await json(await neighbour.browser.fetch('/api/account'))).tenant.id).toBe(neighbour.tenantId);
-    expect(existsSync(join(tenantWorkspaceDir(t.platform.config.tenantDataDir, neighbour.tenantId), 'notes.md'))).toBe(true);
+    expect(existsSync(join(tenantWorkspaceDir(t.platform.config.tenantDataDir, neighbour.tenantId), 'notes.md'))).toBe(
+      true,
+    );
     expect((await rowsMentioning([neighbour.tenantId])).length).toBeGreaterThan(5);
 
     // The same email can sign up again, as a new user with a new tenant.

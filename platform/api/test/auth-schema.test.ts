@@ -3,7 +3,7 @@ import { createTestDatabase } from '@agentstack/db/testing';
 import { getMigrations } from 'better-auth/db/migration';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { migrationsDir } from '../src/db.js';
-import { startTestPlatform, type TestPlatform } from './helpers.js';
+import { startTestPlatform, type TestPlatform } from './support/helpers.js';
 
 /**
  * The SQL in migrations/001_auth.sql is written by hand. Better Auth 1.7.7 is asked, with the exact options

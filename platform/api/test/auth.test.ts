@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PlatformStore } from '../src/store.js';
-import { Browser, json, type SignedUp, signUp, startTestPlatform, type TestPlatform, totp } from './helpers.js';
+import { Browser, json, type SignedUp, signUp, startTestPlatform, type TestPlatform, totp } from './support/helpers.js';
 
 let t: TestPlatform;
 beforeAll(async () => {

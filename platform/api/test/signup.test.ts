@@ -2,7 +2,7 @@ import { sql } from '@agentstack/db';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { authenticateApiKey, hashApiKey } from '../src/api-keys.js';
 import { PlatformStore } from '../src/store.js';
-import { json, signUp, startTestPlatform, type TestPlatform } from './helpers.js';
+import { json, signUp, startTestPlatform, type TestPlatform } from './support/helpers.js';
 
 let t: TestPlatform;
 beforeAll(async () => {

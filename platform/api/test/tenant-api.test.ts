@@ -3,7 +3,7 @@ import { ManualClock } from '@agentstack/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceTokens } from '../src/service-token.js';
 import { PlatformStore } from '../src/store.js';
-import { json, type SignedUp, signUp, startTestPlatform, type TestPlatform } from './helpers.js';
+import { json, type SignedUp, signUp, startTestPlatform, type TestPlatform } from './support/helpers.js';
 
 let t: TestPlatform;
 let alice: SignedUp & { tenantId: string; apiKey: string };
@@ -36,7 +36,7 @@ async function exchange(apiKey: string, subject = 'runtime') {
 }
 
 describe('service tokens', () => {
-  it("a runtime trades its tenant API key for a short-lived token that acts for that tenant only", async () => {
+  it('a runtime trades its tenant API key for a short-lived token that acts for that tenant only', async () => {
     const { res, body } = await exchange(alice.apiKey);
     expect(res.status).toBe(201);
     expect(res.headers.get('cache-control')).toBe('no-store');
@@ -92,9 +92,16 @@ describe('conversations: each tenant sees only its own', () => {
 
     const { body } = await exchange(alice.apiKey);
     const post = (message: object) =>
-      t.browser().fetch(`/api/conversations/${conversation.id}/messages`, withToken(body.token, { method: 'POST', json: message }));
+      t
+        .browser()
+        .fetch(
+          `/api/conversations/${conversation.id}/messages`,
+          withToken(body.token, { method: 'POST', json: message }),
+        );
     expect((await post({ role: 'user', content: 'find papers on X', channel: 'telegram' })).status).toBe(201);
-    expect((await post({ role: 'assistant', content: 'Here are three.', metadata: { model: 'gpt-4o' } })).status).toBe(201);
+    expect((await post({ role: 'assistant', content: 'Here are three.', metadata: { model: 'gpt-4o' } })).status).toBe(
+      201,
+    );
     expect((await post({ role: 'robot', content: 'x' })).status).toBe(400);
 
     // People do not write messages directly (they chat; the relay persists both sides).
@@ -149,7 +156,10 @@ describe('conversations: each tenant sees only its own', () => {
     expect((await alice.browser.fetch(`/api/conversations/${conversation.id}`, { method: 'DELETE' })).status).toBe(204);
     expect((await alice.browser.fetch(`/api/conversations/${conversation.id}`)).status).toBe(404);
     expect((await alice.browser.fetch('/api/conversations/not-an-id')).status).toBe(400);
-    const tooLong = await alice.browser.fetch('/api/conversations', { method: 'POST', json: { title: 'x'.repeat(201) } });
+    const tooLong = await alice.browser.fetch('/api/conversations', {
+      method: 'POST',
+      json: { title: 'x'.repeat(201) },
+    });
     expect((await json(tooLong)).error.field).toBe('body.title');
   });
 });
@@ -180,8 +190,12 @@ describe('credits', () => {
     expect((await grant('1', 'bad key!')).status).toBe(400);
     // Users cannot grant themselves credit.
     expect(
-      (await alice.browser.fetch(`/api/admin/tenants/${alice.tenantId}/credits`, { method: 'POST', json: { amount: '5' } }))
-        .status,
+      (
+        await alice.browser.fetch(`/api/admin/tenants/${alice.tenantId}/credits`, {
+          method: 'POST',
+          json: { amount: '5' },
+        })
+      ).status,
     ).toBe(403);
 
     const credits = await json(await alice.browser.fetch('/api/credits'));

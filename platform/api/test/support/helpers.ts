@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger, freePort, listenOn, type RunningServer } from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
-import { loadPlatformConfig } from '../src/config.js';
-import { migrationsDir, type PlatformDB } from '../src/db.js';
-import { createPlatform, type Platform } from '../src/platform.js';
-import type { TenantRuntimeRequester } from '../src/runtime-requester.js';
+import { loadPlatformConfig } from '../../src/config.js';
+import { migrationsDir, type PlatformDB } from '../../src/db.js';
+import { createPlatform, type Platform } from '../../src/platform.js';
+import type { TenantRuntimeRequester } from '../../src/runtime-requester.js';
 
 /** Remembers every runtime request; a test can make the next calls of one kind fail. */
 export class RecordingRequester implements TenantRuntimeRequester {
@@ -67,11 +67,14 @@ export const freshIp = () => {
  * address (so Better Auth's origin checks and OAuth callbacks point at it), a temp data dir, and a requester
  * that records instead of starting runtimes.
  */
-export async function startTestPlatform(env: Record<string, string> = {}): Promise<TestPlatform> {
+export async function startTestPlatform(
+  env: Record<string, string> = {},
+  options: { port?: number } = {},
+): Promise<TestPlatform> {
   const database = await createTestDatabase<PlatformDB>({ migrationsDir });
   const dataDir = await mkdtemp(join(tmpdir(), 'platform-api-test-'));
   await chmod(dataDir, 0o755);
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const url = `http://127.0.0.1:${port}`;
   const config = loadPlatformConfig({
     DATABASE_URL: database.url,
