@@ -48,6 +48,11 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
   });
   // Same pool, through a Kysely that exposes the current transaction to Better Auth's hooks.
   const db = new TransactionScopedKysely(database.pool, (err) => log.error({ err }, 'after-commit task failed'));
+  // Kysely ends a pool only if it ever used it, and `database.db` never is: end the pool ourselves.
+  const close = async () => {
+    await db.destroy();
+    if (!database.pool.ended) await database.pool.end();
+  };
   try {
     const secrets = await resolveSecrets(config);
     const store = new PlatformStore(db);
@@ -70,10 +75,10 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
       lifecycle,
       conversations,
       app,
-      close: () => database.close(),
+      close,
     };
   } catch (err) {
-    await database.close();
+    await close();
     throw err;
   }
 }
