@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { newId, randomToken } from '@agentstack/core';
-import type { TenantStatus } from './db.js';
-import type { PlatformStore } from './store.js';
+import type { Executor, TenantStatus } from './db.js';
+import { PlatformStore } from './store.js';
 
 /**
  * Tenant API keys: what a tenant's runtime presents to the LLM proxy (`Authorization: Bearer sk-asq-…`)
@@ -52,4 +52,9 @@ export async function authenticateApiKey(store: PlatformStore, presented: string
     await store.touchApiKey(found.keyId);
   }
   return { keyId: found.keyId, tenantId: found.tenantId, userId: found.userId, status: found.status };
+}
+
+/** `issueApiKey` in its own transaction: what the orchestrator calls to get a fresh key for a runtime. */
+export function rotateApiKey(db: Executor, tenantId: string, label = RUNTIME_KEY_LABEL): Promise<string> {
+  return db.transaction().execute((trx) => issueApiKey(new PlatformStore(trx), tenantId, label));
 }

@@ -93,6 +93,61 @@ describe('every /api/* route needs a caller, except health, auth and public read
   });
 });
 
+describe('what callers cannot do through Better Auth', () => {
+  it('cannot make themselves admin, unban themselves or fake their sign-up provider', async () => {
+    const signUpAsAdmin = await t.browser().fetch('/api/auth/sign-up/email', {
+      method: 'POST',
+      json: { email: 'sneaky@example.com', password: 'a-good-password', name: 'S', role: 'admin' },
+    });
+    expect(signUpAsAdmin.status).toBe(400);
+    const { browser, userId } = await signUp(t);
+    for (const data of [
+      { role: 'admin' },
+      { banned: false },
+      { signupProvider: 'google' },
+      { twoFactorEnabled: true },
+    ]) {
+      const res = await browser.fetch('/api/auth/update-user', { method: 'POST', json: data });
+      expect(res.status, JSON.stringify(data)).toBe(400);
+    }
+    const user = (await new PlatformStore(t.platform.db).findUser(userId))!;
+    expect(user).toMatchObject({ role: 'user', provider: 'credential', two_factor_enabled: false });
+    // Renaming is fine.
+    expect((await browser.fetch('/api/auth/update-user', { method: 'POST', json: { name: 'New Name' } })).status).toBe(
+      200,
+    );
+  });
+
+  it('cannot reach the endpoints switched off (self-delete bypassing cleanup, bare user creation)', async () => {
+    const admin = await makeAdmin();
+    const create = await admin.browser.fetch('/api/auth/admin/create-user', {
+      method: 'POST',
+      json: { email: 'bare@example.com', password: 'a-good-password', name: 'Bare' },
+    });
+    expect(create.status).toBe(404);
+    const remove = await admin.browser.fetch('/api/auth/admin/remove-user', {
+      method: 'POST',
+      json: { userId: admin.userId },
+    });
+    expect(remove.status).toBe(404);
+    const selfDelete = await admin.browser.fetch('/api/auth/delete-user', { method: 'POST', json: {} });
+    expect(selfDelete.status).toBe(404);
+    expect((await admin.browser.fetch('/api/account')).status).toBe(200);
+  });
+
+  it('a non-admin cannot use the admin plugin', async () => {
+    const { browser } = await signUp(t);
+    const other = await signUp(t);
+    const ban = await browser.fetch('/api/auth/admin/ban-user', { method: 'POST', json: { userId: other.userId } });
+    expect(ban.status).toBe(403);
+    const impersonate = await browser.fetch('/api/auth/admin/impersonate-user', {
+      method: 'POST',
+      json: { userId: other.userId },
+    });
+    expect(impersonate.status).toBe(403);
+  });
+});
+
 describe('two-factor (TOTP)', () => {
   it('enrols with the code from an authenticator, then a sign-in needs the code', async () => {
     const { browser, email, password } = await signUp(t);

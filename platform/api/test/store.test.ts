@@ -2,6 +2,7 @@ import { newId } from '@agentstack/core';
 import { type Kysely, sql, withTransaction } from '@agentstack/db';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { recordUsage } from '../src/credits.js';
 import { migrationsDir, type PlatformDB } from '../src/db.js';
 import { priceWithMarkup, publicModel, SEED_MODELS, seedModels } from '../src/models.js';
 import { PlatformStore } from '../src/store.js';
@@ -191,6 +192,57 @@ describe('credits can only move with a ledger row', () => {
     await store.deleteTenant(tenantId);
     expect(await store.findCredits(tenantId)).toBeUndefined();
     expect(await ledger(tenantId)).toEqual([]);
+  });
+});
+
+describe('recordUsage: one usage row and one ledger debit, together', () => {
+  const usage = (tenantId: string, costMicros: bigint, marginMicros: bigint) => ({
+    tenantId,
+    model: 'gpt-4o',
+    modelId: null,
+    provider: 'openai',
+    inputTokens: 1200,
+    outputTokens: 340,
+    costMicros,
+    marginMicros,
+  });
+
+  it('debits cost + margin with the usage id as reference', async () => {
+    const tenantId = await newTenant();
+    await store.postLedgerEntry({ tenantId, amountMicros: 1_000_000n, kind: 'admin_grant' });
+    const result = await recordUsage(db, usage(tenantId, 6_400n, 1_920n));
+    expect(result).toMatchObject({ chargedMicros: 8_320n, balanceAfterMicros: 991_680n });
+    const [debit] = await ledger(tenantId);
+    expect(debit).toMatchObject({ kind: 'usage', amount_micros: -8_320n, reference: result.usageId });
+    const row = await db
+      .selectFrom('usage_logs')
+      .selectAll()
+      .where('id', '=', result.usageId)
+      .executeTakeFirstOrThrow();
+    expect(row).toMatchObject({ tenant_id: tenantId, input_tokens: 1200, output_tokens: 340, cost_micros: 6_400n });
+  });
+
+  it('logs a free call without a debit, and writes neither row when the debit fails', async () => {
+    const tenantId = await newTenant();
+    const free = await recordUsage(db, usage(tenantId, 0n, 0n));
+    expect(free.balanceAfterMicros).toBe(0n);
+    expect(await ledger(tenantId)).toEqual([]);
+    const orphan = newId('ten');
+    await expect(recordUsage(db, usage(orphan, 10n, 3n))).rejects.toThrow();
+    const rows = await db.selectFrom('usage_logs').select('id').where('tenant_id', '=', orphan).execute();
+    expect(rows).toEqual([]);
+  });
+
+  it("joins the caller's transaction", async () => {
+    const tenantId = await newTenant();
+    await store.postLedgerEntry({ tenantId, amountMicros: 100n, kind: 'admin_grant' });
+    await expect(
+      withTransaction(db, async (trx) => {
+        await recordUsage(trx, usage(tenantId, 10n, 3n));
+        throw new Error('the rest of the settlement failed');
+      }),
+    ).rejects.toThrow('settlement failed');
+    expect(await balance(tenantId)).toBe(100n);
   });
 });
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { ManualClock } from '@agentstack/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rotateApiKey } from '../src/api-keys.js';
 import { ServiceTokens } from '../src/service-token.js';
 import { PlatformStore } from '../src/store.js';
 import { json, type SignedUp, signUp, startTestPlatform, type TestPlatform } from './support/helpers.js';
@@ -76,8 +77,7 @@ describe('service tokens', () => {
 
   it('a rotated key stops working at once', async () => {
     const carol = await tenantUser();
-    const { issueApiKey } = await import('../src/api-keys.js');
-    const fresh = await issueApiKey(new PlatformStore(t.platform.db), carol.tenantId);
+    const fresh = await rotateApiKey(t.platform.db, carol.tenantId);
     expect((await exchange(carol.apiKey)).res.status).toBe(401);
     expect((await exchange(fresh)).res.status).toBe(201);
   });
