@@ -80,7 +80,8 @@ export function createAuth({ config, db, secret, provisioner, log }: AuthDeps) {
       defaultCookieAttributes: { sameSite: 'lax', httpOnly: true, secure, path: '/' },
       ipAddress: { ipAddressHeaders: [CLIENT_IP_HEADER] },
     },
-    account: { ...authModels.account, accountLinking: { enabled: true } },
+    // OAuth access/refresh tokens are encrypted with the auth secret before they reach the database.
+    account: { ...authModels.account, accountLinking: { enabled: true }, encryptOAuthTokens: true },
     plugins: [
       twoFactor({ issuer: 'AgentSquads', schema: twoFactorSchema }),
       admin({ schema: adminSchema, defaultRole: 'user', adminRoles: ['admin'] }),

@@ -94,6 +94,10 @@ describe('OAuth / OpenID Connect sign-in against a real provider on loopback', (
       .where('user_id', '=', user.id)
       .executeTakeFirstOrThrow();
     expect(linked).toMatchObject({ provider_id: 'oidc', account_id: 'sub-ada', password: null });
+    // The provider's tokens are stored encrypted (DESIGN: OAuth tokens encrypted at rest).
+    const tokens = await sql<{ access_token: string | null; refresh_token: string | null }>`
+      select access_token, refresh_token from accounts where id = ${linked.id}`.execute(t.platform.db);
+    expect(tokens.rows[0]!.access_token).toMatch(/^[0-9a-f]{80,}$/);
     const ledger = await store.listLedger(account.tenant.id, { limit: 10 });
     expect(ledger).toMatchObject([{ kind: 'free_credit', amount_micros: 10_000_000n }]);
     expect(t.requester.of('create').slice(creates)).toEqual([
