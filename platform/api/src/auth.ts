@@ -65,12 +65,17 @@ export function createAuth({ config, db, secret, provisioner, log }: AuthDeps) {
       storage: config.AUTH_RATE_LIMIT_STORAGE,
       window: config.AUTH_RATE_LIMIT_WINDOW_SECONDS,
       max: config.AUTH_RATE_LIMIT_MAX,
-      customRules: Object.fromEntries(
-        CREDENTIAL_PATHS.map((path) => [
-          path,
-          { window: config.AUTH_RATE_LIMIT_WINDOW_SECONDS, max: config.AUTH_RATE_LIMIT_CREDENTIALS_MAX },
-        ]),
-      ),
+      customRules: {
+        ...Object.fromEntries(
+          CREDENTIAL_PATHS.map((path) => [
+            path,
+            { window: config.AUTH_RATE_LIMIT_WINDOW_SECONDS, max: config.AUTH_RATE_LIMIT_CREDENTIALS_MAX },
+          ]),
+        ),
+        // Reading the session guesses nothing (tokens are signed, 32 random characters) and the web app's
+        // server asks it on every page render, often from one address: never limited.
+        '/get-session': false,
+      },
     },
     disabledPaths: DISABLED_PATHS,
     advanced: {

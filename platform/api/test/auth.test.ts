@@ -270,6 +270,7 @@ describe('auth rate limiting', () => {
   it('answers 429 with Retry-After after too many credential attempts from one address, counted in the database', async () => {
     const limited = await startTestPlatform({
       AUTH_RATE_LIMIT_CREDENTIALS_MAX: '3',
+      AUTH_RATE_LIMIT_MAX: '4',
       AUTH_RATE_LIMIT_WINDOW_SECONDS: '60',
     });
     try {
@@ -282,6 +283,16 @@ describe('auth rate limiting', () => {
       expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
       // Someone else is not affected.
       expect((await signIn(limited.browser('10.99.0.2'), email, 'wrong-password')).status).toBe(401);
+      // Other auth routes have the general budget; reading the session has none.
+      const reader = limited.browser('10.99.0.3');
+      const ok: number[] = [];
+      const session: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        ok.push((await reader.fetch('/api/auth/ok')).status);
+        session.push((await reader.fetch('/api/auth/get-session')).status);
+      }
+      expect(ok).toEqual([200, 200, 200, 200, 429, 429]);
+      expect(session.every((s) => s === 200)).toBe(true);
       const rows = await limited.platform.db.selectFrom('rate_limits').selectAll().execute();
       expect(rows.some((r) => r.key.includes('10.99.0.1'))).toBe(true);
     } finally {
