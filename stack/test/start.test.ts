@@ -10,6 +10,7 @@ import { createPublicClient, http } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Endpoints, isAlive } from '../src/endpoints.js';
+import { discoverServices } from '../src/manifest.js';
 import { startStack } from '../src/start.js';
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -25,8 +26,14 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
+/** Free ports for the devnet and every service, so the test never collides with a stack already running. */
 async function ports() {
-  return { DEVNET_PORT: String(await freePort()), FACILITATOR_PORT: String(await freePort()) };
+  const env: Record<string, string> = { DEVNET_PORT: String(await freePort()) };
+  for (const service of discoverServices()) {
+    env[service.port.env] = String(await freePort());
+    for (const extra of service.extraPorts) env[extra.env] = String(await freePort());
+  }
+  return env;
 }
 
 describe('start (the CLI, as a newcomer runs it)', () => {
@@ -63,6 +70,11 @@ describe('start (the CLI, as a newcomer runs it)', () => {
     // Everything answers.
     const supported = await fetch(`${endpoints.facilitator?.url}/supported`);
     expect(supported.status).toBe(200);
+    const platformApi = endpoints.services['platform-api'];
+    expect((await fetch(`${platformApi?.url}/api/health`)).status).toBe(200);
+    await waitFor(() => /dev admin .*admin@agentsquads\.local/.test(proc.output()), {
+      what: 'the dev admin credentials to be printed',
+    });
     const client = new pg.Client({
       connectionString: `postgres://postgres:postgres@127.0.0.1:${endpoints.database?.port}/postgres`,
     });
