@@ -33,7 +33,10 @@ export const relayConfigSchema = z.object({
   /** The host custom domains point their MX at. Default: mx.<first service domain>. */
   RELAY_MX_HOST: domainName.optional(),
   /** An SPF include for custom domains (e.g. `_spf.relay.example`); without it the record is `v=spf1 mx ~all`. */
-  RELAY_SPF_INCLUDE: domainName.optional(),
+  RELAY_SPF_INCLUDE: z
+    .string()
+    .regex(/^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/, 'expected a DNS name like _spf.relay.example')
+    .optional(),
   /** DNS servers for domain verification and inbound SPF/DKIM/DMARC (default: the system's). */
   RELAY_DNS_SERVER: dnsServers.optional(),
   RELAY_DNS_TIMEOUT_MS: env.int(2_000, 100),

@@ -131,12 +131,12 @@ export class Domains {
     if (this.serviceDomains.has(name)) return { name, domainId: null };
     const mine = await this.deps.store.domainByOwnerAndName(owner, name);
     if (mine?.verified_at) return { name, domainId: mine.id };
+    if (await this.deps.store.verifiedDomain(name)) throw forbidden(`${name} belongs to another wallet`);
     if (mine) {
       throw unprocessable('policy_violation', `${name} is not verified yet: publish its DNS records and call verify`, {
         domainId: mine.id,
       });
     }
-    if (await this.deps.store.verifiedDomain(name)) throw forbidden(`${name} belongs to another wallet`);
     throw new AppError(
       'invalid_request',
       `${name} is not a domain served here; register it with POST /v1/domains`,

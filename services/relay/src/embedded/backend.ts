@@ -26,9 +26,10 @@ export class EmbeddedBackend implements MailBackend {
   }
 
   async stop(): Promise<void> {
+    // Our own pooled connections to the SMTP server first, or closing it would wait for them.
+    this.deps.outbound.close();
     await this.smtp?.close();
     this.smtp = undefined;
-    this.deps.outbound.close();
   }
 
   get smtpPort(): number | undefined {

@@ -50,6 +50,8 @@ export async function startSmtpServer(options: SmtpServerOptions): Promise<Runni
     disableReverseLookup: true,
     logger: false,
     socketTimeout: 60_000,
+    // On shutdown, clients get this long to finish before their connections are cut.
+    closeTimeout: 5_000,
 
     onMailFrom(_address, session, callback) {
       transactions.set(session, { recipients: [] });
