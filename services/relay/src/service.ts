@@ -41,6 +41,8 @@ export interface RelayServiceOptions {
   clock?: Clock;
   /** How often the webhook worker looks for due retries on its own (it is also woken by new mail). */
   webhookPollMs?: number;
+  /** A backend built elsewhere (e.g. a JMAP backend against a test server), instead of the configured one. */
+  backend?: (parts: { store: RelayStore; box: SecretBox; log: Logger }) => MailBackend;
 }
 
 export interface RelayService {
@@ -88,7 +90,9 @@ export function createRelayService(options: RelayServiceOptions): RelayService {
   let embedded: EmbeddedBackend | undefined;
   let backend: MailBackend;
   const extraRoutes: NonNullable<Parameters<typeof relayApp>[0]['extraRoutes']>[] = [];
-  if (config.RELAY_BACKEND === 'embedded') {
+  if (options.backend) {
+    backend = options.backend({ store, box, log });
+  } else if (config.RELAY_BACKEND === 'embedded') {
     const messages = new MessageStore(db);
     const ingest = new Ingest({
       db,

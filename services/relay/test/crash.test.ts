@@ -108,7 +108,13 @@ describe('a crash while messages are being received', () => {
     let failed = 0;
     let stop = false;
     const sender = async (n: number) => {
-      const transport = nodemailer.createTransport({ host: '127.0.0.1', port: smtpPort, ignoreTLS: true, pool: true, maxConnections: 1 });
+      const transport = nodemailer.createTransport({
+        host: '127.0.0.1',
+        port: smtpPort,
+        ignoreTLS: true,
+        pool: true,
+        maxConnections: 1,
+      });
       for (let i = 0; !stop; i++) {
         const subject = `s${n}-${i}`;
         try {
@@ -140,8 +146,13 @@ describe('a crash while messages are being received', () => {
       const subjects = new Set<string>();
       let cursor: string | null = null;
       do {
-        const res = await pay(`${apiUrl}/v1/mailboxes/${mailbox.id}/messages?limit=100${cursor ? `&cursor=${cursor}` : ''}`);
-        const page = (await res.json()) as { items: { subject: string; hasAttachments: boolean }[]; nextCursor: string | null };
+        const res = await pay(
+          `${apiUrl}/v1/mailboxes/${mailbox.id}/messages?limit=100${cursor ? `&cursor=${cursor}` : ''}`,
+        );
+        const page = (await res.json()) as {
+          items: { subject: string; hasAttachments: boolean }[];
+          nextCursor: string | null;
+        };
         for (const item of page.items) {
           subjects.add(item.subject);
           expect(item.hasAttachments).toBe(true);

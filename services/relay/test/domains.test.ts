@@ -24,7 +24,9 @@ async function publish(records: { type: string; name: string; value: string; pri
   const dns = await startDnsmasq({
     local,
     txt: records.filter((r) => r.type === 'TXT').map((r) => ({ name: r.name, value: r.value })),
-    mx: records.filter((r) => r.type === 'MX').map((r) => ({ name: r.name, host: r.value, priority: r.priority ?? 10 })),
+    mx: records
+      .filter((r) => r.type === 'MX')
+      .map((r) => ({ name: r.name, host: r.value, priority: r.priority ?? 10 })),
   });
   started.push(dns);
   current = dns.lookup;
@@ -40,14 +42,26 @@ describe('custom domains', () => {
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({ domain: 'agents.example', status: 'pending', verifiedAt: null });
     const records = byPurpose(res.body.records);
-    expect(records.mx).toMatchObject({ type: 'MX', name: 'agents.example', value: 'mx.relay.test', priority: 10, required: true });
-    expect(records.spf).toMatchObject({ type: 'TXT', name: 'agents.example', value: 'v=spf1 include:_spf.relay.test ~all' });
+    expect(records.mx).toMatchObject({
+      type: 'MX',
+      name: 'agents.example',
+      value: 'mx.relay.test',
+      priority: 10,
+      required: true,
+    });
+    expect(records.spf).toMatchObject({
+      type: 'TXT',
+      name: 'agents.example',
+      value: 'v=spf1 include:_spf.relay.test ~all',
+    });
     expect(records.dkim.name).toMatch(/^relay-[0-9a-f]{10}\._domainkey\.agents\.example$/);
     expect(records.dkim.value).toMatch(/^v=DKIM1; k=rsa; p=[A-Za-z0-9+/]+=*$/);
     expect(records.dmarc).toMatchObject({ name: '_dmarc.agents.example', required: false });
     expect(await relay.bed.balance(account.address)).toBe(before - 100_000n);
     // The private key is sealed at rest.
-    const { rows } = await relay.database.pool.query('SELECT dkim_private_key FROM domains WHERE id = $1', [res.body.id]);
+    const { rows } = await relay.database.pool.query('SELECT dkim_private_key FROM domains WHERE id = $1', [
+      res.body.id,
+    ]);
     expect(rows[0].dkim_private_key).toMatch(/^v1\./);
     expect(rows[0].dkim_private_key).not.toContain('PRIVATE KEY');
   });
@@ -116,7 +130,9 @@ describe('custom domains', () => {
     const box = await relay.call(owner.fetch, 'POST', '/v1/mailboxes', { domain: 'verified.example' });
     expect(box.status).toBe(201);
     expect(box.body.address).toMatch(/@verified\.example$/);
-    expect((await relay.call(squatter.fetch, 'POST', '/v1/mailboxes', { domain: 'verified.example' })).status).toBe(403);
+    expect((await relay.call(squatter.fetch, 'POST', '/v1/mailboxes', { domain: 'verified.example' })).status).toBe(
+      403,
+    );
     const info = await nodemailer
       .createTransport({ host: '127.0.0.1', port: relay.smtpPort, ignoreTLS: true })
       .sendMail({ from: 'a@sender.example', to: box.body.address, subject: 'custom', text: 'x' });

@@ -161,7 +161,9 @@ describe('mailboxes, paid with x402 and owned by the paying wallet', () => {
     expect(deleted.status).toBe(200);
     expect(deleted.body).toEqual({ id: mailbox.id, deleted: true });
     expect((await relay.call(pay, 'GET', `/v1/mailboxes/${mailbox.id}`)).status).toBe(404);
-    const { rows } = await relay.database.pool.query('SELECT count(*) AS n FROM webhooks WHERE mailbox_id = $1', [mailbox.id]);
+    const { rows } = await relay.database.pool.query('SELECT count(*) AS n FROM webhooks WHERE mailbox_id = $1', [
+      mailbox.id,
+    ]);
     expect(Number(rows[0].n)).toBe(0);
   });
 

@@ -35,7 +35,10 @@ beforeAll(async () => {
   );
   dns = await startDnsmasq({
     local: ['relay.test', 'relay2.test'],
-    txt: rows.map((r) => ({ name: `${r.dkim_selector}._domainkey.${r.name}`, value: dkimRecordValue(r.dkim_public_key) })),
+    txt: rows.map((r) => ({
+      name: `${r.dkim_selector}._domainkey.${r.name}`,
+      value: dkimRecordValue(r.dkim_public_key),
+    })),
   });
   owner = await relay.payer();
   mailbox = (await relay.call(owner.fetch, 'POST', '/v1/mailboxes')).body;
@@ -46,7 +49,8 @@ afterAll(async () => {
   await dns?.stop();
 });
 
-const send = (body: unknown, payer = owner, id = mailbox.id) => relay.call(payer.fetch, 'POST', `/v1/mailboxes/${id}/send`, body);
+const send = (body: unknown, payer = owner, id = mailbox.id) =>
+  relay.call(payer.fetch, 'POST', `/v1/mailboxes/${id}/send`, body);
 
 describe('sending', () => {
   it('sends through the outbound relay, DKIM-signed with the domain key that mailauth verifies through DNS', async () => {
@@ -59,7 +63,9 @@ describe('sending', () => {
       html: '<p>html body</p>',
       fromName: 'Agent Smith',
       replyTo: 'replies@example.org',
-      attachments: [{ filename: 'notes.txt', contentType: 'text/plain', content: Buffer.from('attached notes').toString('base64') }],
+      attachments: [
+        { filename: 'notes.txt', contentType: 'text/plain', content: Buffer.from('attached notes').toString('base64') },
+      ],
     });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({
@@ -133,11 +139,21 @@ describe('sending', () => {
 
   it('enforces the recipient and size limits before the payment settles', async () => {
     const before = await relay.bed.balance(owner.account.address);
-    const tooMany = await send({ to: ['a@example.org', 'b@example.org'], cc: ['c@example.org', 'd@example.org'], subject: 'x', text: 'x' });
+    const tooMany = await send({
+      to: ['a@example.org', 'b@example.org'],
+      cc: ['c@example.org', 'd@example.org'],
+      subject: 'x',
+      text: 'x',
+    });
     expect(tooMany.status).toBe(422);
     expect(tooMany.body.error.code).toBe('policy_violation');
     const big = Buffer.alloc(70_000, 1).toString('base64');
-    const tooBig = await send({ to: 'a@example.org', subject: 'x', text: 'x', attachments: [{ filename: 'big.bin', content: big }] });
+    const tooBig = await send({
+      to: 'a@example.org',
+      subject: 'x',
+      text: 'x',
+      attachments: [{ filename: 'big.bin', content: big }],
+    });
     expect(tooBig.status).toBe(413);
     const hugeBody = await send({ to: 'a@example.org', subject: 'x', text: 'x'.repeat(200_000) });
     expect(hugeBody.status).toBe(413);
@@ -173,8 +189,15 @@ describe('sending', () => {
   it('never lets concurrent sends exceed the daily limit', async () => {
     const fresh = (await relay.call(owner.fetch, 'POST', '/v1/mailboxes')).body;
     // Six concurrent sends by the owner, each through its own paying client.
-    const clients = await Promise.all([0, 1, 2, 3, 4, 5].map(async () => ({ ...owner, fetch: relay.bed.payingFetch(owner.account).fetch as typeof fetch })));
-    const results = await Promise.all(clients.map((c, i) => send({ to: 'someone@example.org', subject: `c${i}`, text: 'x' }, c, fresh.id)));
+    const clients = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map(async () => ({
+        ...owner,
+        fetch: relay.bed.payingFetch(owner.account).fetch as typeof fetch,
+      })),
+    );
+    const results = await Promise.all(
+      clients.map((c, i) => send({ to: 'someone@example.org', subject: `c${i}`, text: 'x' }, c, fresh.id)),
+    );
     const statuses = results.map((r) => r.status).sort();
     expect(statuses.filter((s) => s === 200)).toHaveLength(4);
     expect(statuses.filter((s) => s === 429)).toHaveLength(2);
@@ -198,20 +221,35 @@ describe('sending without a working outbound relay', () => {
     const payer = await noRelay.payer();
     const box = (await noRelay.call(payer.fetch, 'POST', '/v1/mailboxes')).body;
     const before = await noRelay.bed.balance(payer.account.address);
-    const res = await noRelay.call(payer.fetch, 'POST', `/v1/mailboxes/${box.id}/send`, { to: 'x@example.org', subject: 's', text: 't' });
+    const res = await noRelay.call(payer.fetch, 'POST', `/v1/mailboxes/${box.id}/send`, {
+      to: 'x@example.org',
+      subject: 's',
+      text: 't',
+    });
     expect(res.status).toBe(422);
     expect(res.body.error.details.unroutable).toEqual(['x@example.org']);
     expect(await noRelay.bed.balance(payer.account.address)).toBe(before);
-    const internal = await noRelay.call(payer.fetch, 'POST', `/v1/mailboxes/${box.id}/send`, { to: box.address, subject: 'self', text: 't' });
+    const internal = await noRelay.call(payer.fetch, 'POST', `/v1/mailboxes/${box.id}/send`, {
+      to: box.address,
+      subject: 'self',
+      text: 't',
+    });
     expect(internal.status).toBe(200);
   });
 
   it('says so when the relay fails after payment, and does not count the send', async () => {
     const payer = await deadRelay.payer();
     const box = (await deadRelay.call(payer.fetch, 'POST', '/v1/mailboxes')).body;
-    const res = await deadRelay.call(payer.fetch, 'POST', `/v1/mailboxes/${box.id}/send`, { to: 'x@example.org', subject: 's', text: 't' });
+    const res = await deadRelay.call(payer.fetch, 'POST', `/v1/mailboxes/${box.id}/send`, {
+      to: 'x@example.org',
+      subject: 's',
+      text: 't',
+    });
     expect(res.status).toBe(503);
-    expect(res.body.error).toMatchObject({ code: 'upstream_unavailable', details: { paymentSettled: true, sent: false } });
+    expect(res.body.error).toMatchObject({
+      code: 'upstream_unavailable',
+      details: { paymentSettled: true, sent: false },
+    });
     const details = await deadRelay.call(payer.fetch, 'GET', `/v1/mailboxes/${box.id}`);
     expect(details.body.sending.today).toBe(0);
   });

@@ -76,7 +76,10 @@ describe('the embedded SMTP server, fed by nodemailer', () => {
   it('stores a message with headers, text, html and attachments, shows it through the API and fires a signed webhook', async () => {
     const mailbox = await newMailbox();
     const secret = 'whsec_0123456789abcdef';
-    const hook = await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, { url: hooks.url, secret });
+    const hook = await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, {
+      url: hooks.url,
+      secret,
+    });
     expect(hook.status).toBe(201);
     expect(hook.body).not.toHaveProperty('secret');
 
@@ -141,7 +144,12 @@ describe('the embedded SMTP server, fed by nodemailer', () => {
       event: 'message.received',
       data: {
         mailbox: { id: mailbox.id, address: mailbox.address },
-        message: { id: summary.id, subject: 'Quarterly report ✓', from: { address: 'alice@sender.test' }, hasAttachments: true },
+        message: {
+          id: summary.id,
+          subject: 'Quarterly report ✓',
+          from: { address: 'alice@sender.test' },
+          hasAttachments: true,
+        },
       },
     });
 
@@ -217,7 +225,9 @@ describe('the embedded SMTP server, fed by nodemailer', () => {
 
   it('refuses an expired mailbox at RCPT TO, before the sweeper has run', async () => {
     const mailbox = await newMailbox();
-    await relay.database.pool.query(`UPDATE mailboxes SET expires_at = now() - interval '1 second' WHERE id = $1`, [mailbox.id]);
+    await relay.database.pool.query(`UPDATE mailboxes SET expires_at = now() - interval '1 second' WHERE id = $1`, [
+      mailbox.id,
+    ]);
     await expect(
       transport().sendMail({ from: 'a@sender.test', to: mailbox.address, subject: 'late', text: 'x' }),
     ).rejects.toMatchObject({ code: 'EENVELOPE' });
@@ -227,7 +237,12 @@ describe('the embedded SMTP server, fed by nodemailer', () => {
   it('accepts sub-addresses (local+tag) for the mailbox', async () => {
     const mailbox = await newMailbox();
     const [local, domain] = mailbox.address.split('@');
-    const info = await transport().sendMail({ from: 'a@sender.test', to: `${local}+orders@${domain}`, subject: 'tagged', text: 'x' });
+    const info = await transport().sendMail({
+      from: 'a@sender.test',
+      to: `${local}+orders@${domain}`,
+      subject: 'tagged',
+      text: 'x',
+    });
     expect(info.accepted).toHaveLength(1);
     const list = await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/messages`);
     expect(list.body.items.map((m: any) => m.subject)).toEqual(['tagged']);
@@ -246,14 +261,20 @@ describe('the embedded SMTP server, fed by nodemailer', () => {
     t.close();
     const all = await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/messages?limit=2`);
     expect(all.body.items.map((m: any) => m.subject)).toEqual(['m3', 'm2']);
-    const rest = await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/messages?limit=2&cursor=${all.body.nextCursor}`);
+    const rest = await relay.call(
+      owner.fetch,
+      'GET',
+      `/v1/mailboxes/${mailbox.id}/messages?limit=2&cursor=${all.body.nextCursor}`,
+    );
     expect(rest.body.items.map((m: any) => m.subject)).toEqual(['m1']);
 
     const fromBob = await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/messages?from=bob@one.test`);
     expect(fromBob.body.items.map((m: any) => m.subject)).toEqual(['m3', 'm1']);
     const fromDomain = await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/messages?from=@two.test`);
     expect(fromDomain.body.items.map((m: any) => m.subject)).toEqual(['m2']);
-    expect((await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/messages?from=nonsense`)).status).toBe(400);
+    expect((await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/messages?from=nonsense`)).status).toBe(
+      400,
+    );
 
     const m2 = all.body.items[1].id;
     await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/messages/${m2}`);

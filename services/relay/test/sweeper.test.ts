@@ -49,7 +49,15 @@ describe('the expiry sweeper', () => {
         .execute();
       await database.db
         .insertInto('attachments')
-        .values({ id: newId('att'), message_id: messageId, position: 0, content_type: 'text/plain', size_bytes: 1, sha256: 'x', content: Buffer.from('x') } as never)
+        .values({
+          id: newId('att'),
+          message_id: messageId,
+          position: 0,
+          content_type: 'text/plain',
+          size_bytes: 1,
+          sha256: 'x',
+          content: Buffer.from('x'),
+        } as never)
         .execute();
     }
     return id;
@@ -62,7 +70,14 @@ describe('the expiry sweeper', () => {
     },
   } as unknown as MailBackend;
   const sweeper = () =>
-    new Sweeper({ db: database.db, store: new RelayStore(database.db), backend, log, intervalMs: 60_000, batchSize: 3 });
+    new Sweeper({
+      db: database.db,
+      store: new RelayStore(database.db),
+      backend,
+      log,
+      intervalMs: 60_000,
+      batchSize: 3,
+    });
 
   it('deletes expired mailboxes with their messages and attachments, each exactly once across concurrent sweepers', async () => {
     const expired = await Promise.all(Array.from({ length: 20 }, () => mailbox(-1_000)));
@@ -87,7 +102,13 @@ describe('the expiry sweeper', () => {
         throw new Error('backend down');
       },
     } as unknown as MailBackend;
-    const first = new Sweeper({ db: database.db, store: new RelayStore(database.db), backend: failing, log, intervalMs: 60_000 });
+    const first = new Sweeper({
+      db: database.db,
+      store: new RelayStore(database.db),
+      backend: failing,
+      log,
+      intervalMs: 60_000,
+    });
     expect(await first.sweep()).toEqual([]);
     expect(await sweeper().sweep()).toEqual([stuck]);
   });
@@ -109,15 +130,22 @@ describe('expiry end to end', () => {
       .createTransport({ host: '127.0.0.1', port: relay.smtpPort, ignoreTLS: true })
       .sendMail({ from: 'a@example.org', to: box.address, subject: 'before expiry', text: 'x' });
     // Fast-forward: the mailbox expires two seconds from now.
-    await relay.database.pool.query(`UPDATE mailboxes SET expires_at = now() + interval '2 seconds' WHERE id = $1`, [box.id]);
+    await relay.database.pool.query(`UPDATE mailboxes SET expires_at = now() + interval '2 seconds' WHERE id = $1`, [
+      box.id,
+    ]);
     expect((await relay.call(pay, 'GET', `/v1/mailboxes/${box.id}`)).body.messages.total).toBe(1);
     await expect
       .poll(
-        async () => Number((await relay.database.pool.query('SELECT count(*) AS n FROM mailboxes WHERE id = $1', [box.id])).rows[0].n),
+        async () =>
+          Number(
+            (await relay.database.pool.query('SELECT count(*) AS n FROM mailboxes WHERE id = $1', [box.id])).rows[0].n,
+          ),
         { timeout: 15_000, interval: 200 },
       )
       .toBe(0);
-    const { rows } = await relay.database.pool.query('SELECT count(*)::int AS n FROM messages WHERE mailbox_id = $1', [box.id]);
+    const { rows } = await relay.database.pool.query('SELECT count(*)::int AS n FROM messages WHERE mailbox_id = $1', [
+      box.id,
+    ]);
     expect(rows[0].n).toBe(0);
     expect((await relay.call(pay, 'GET', `/v1/mailboxes/${box.id}`)).status).toBe(404);
   });

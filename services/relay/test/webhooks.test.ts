@@ -65,12 +65,12 @@ describe('webhook targets are public addresses only (unless allowed)', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     try {
-      await expect(postJson(`http://localhost:${port}/h`, '{}', {}, { timeoutMs: 2_000, allowPrivate: false })).rejects.toThrow(
-        /non-public address/,
-      );
-      await expect(postJson(`http://127.0.0.1:${port}/h`, '{}', {}, { timeoutMs: 2_000, allowPrivate: false })).rejects.toThrow(
-        /not a public address/,
-      );
+      await expect(
+        postJson(`http://localhost:${port}/h`, '{}', {}, { timeoutMs: 2_000, allowPrivate: false }),
+      ).rejects.toThrow(/non-public address/);
+      await expect(
+        postJson(`http://127.0.0.1:${port}/h`, '{}', {}, { timeoutMs: 2_000, allowPrivate: false }),
+      ).rejects.toThrow(/not a public address/);
       const allowed = await postJson(`http://localhost:${port}/h`, '{}', {}, { timeoutMs: 2_000, allowPrivate: true });
       expect(allowed).toEqual({ status: 200, body: 'reached' });
     } finally {
@@ -102,7 +102,9 @@ describe('webhook delivery', () => {
 
   async function mailboxWithHook(secret = 'whsec_0123456789abcdef') {
     const mailbox = (await relay.call(owner.fetch, 'POST', '/v1/mailboxes')).body;
-    const hook = (await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, { url: hooks.url, secret })).body;
+    const hook = (
+      await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, { url: hooks.url, secret })
+    ).body;
     return { mailbox, hook, secret };
   }
   const mail = (to: string, subject: string) =>
@@ -142,9 +144,13 @@ describe('webhook delivery', () => {
     await hooks.waitFor(4);
     const firstLog = await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/deliveries`);
     await expect
-      .poll(async () => (await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/deliveries`)).body.items[0].status, {
-        timeout: 10_000,
-      })
+      .poll(
+        async () =>
+          (await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/deliveries`)).body.items[0].status,
+        {
+          timeout: 10_000,
+        },
+      )
       .toBe('failed');
     expect(firstLog.body.items[0].lastError).toMatch(/HTTP 500/);
 
@@ -156,7 +162,9 @@ describe('webhook delivery', () => {
       })
       .toBe('disabled');
     const details = await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}`);
-    expect(details.body.webhooks[0].disabledReason).toMatch(/^disabled after 6 consecutive failed deliveries; last: HTTP 500/);
+    expect(details.body.webhooks[0].disabledReason).toMatch(
+      /^disabled after 6 consecutive failed deliveries; last: HTTP 500/,
+    );
     const log = (await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/deliveries`)).body.items;
     expect(log.map((d: any) => d.status)).toEqual(['failed', 'failed']);
 
@@ -174,7 +182,10 @@ describe('webhook delivery', () => {
 
   it('refuses bad webhook input and removes webhooks', async () => {
     const mailbox = (await relay.call(owner.fetch, 'POST', '/v1/mailboxes')).body;
-    const short = await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, { url: hooks.url, secret: 'short' });
+    const short = await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, {
+      url: hooks.url,
+      secret: 'short',
+    });
     expect(short.status).toBe(400);
     expect(short.body.error.field).toBe('body.secret');
     const ftp = await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, {
@@ -183,11 +194,20 @@ describe('webhook delivery', () => {
     });
     expect(ftp.status).toBe(400);
     expect(ftp.body.error.field).toBe('body.url');
-    const hook = (await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, { url: hooks.url, secret: 'a'.repeat(20) })).body;
+    const hook = (
+      await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${mailbox.id}/webhooks`, {
+        url: hooks.url,
+        secret: 'a'.repeat(20),
+      })
+    ).body;
     const list = await relay.call(owner.fetch, 'GET', `/v1/mailboxes/${mailbox.id}/webhooks`);
     expect(list.body.items.map((h: any) => h.id)).toEqual([hook.id]);
-    expect((await relay.call(owner.fetch, 'DELETE', `/v1/mailboxes/${mailbox.id}/webhooks/${hook.id}`)).status).toBe(200);
-    expect((await relay.call(owner.fetch, 'DELETE', `/v1/mailboxes/${mailbox.id}/webhooks/${hook.id}`)).status).toBe(404);
+    expect((await relay.call(owner.fetch, 'DELETE', `/v1/mailboxes/${mailbox.id}/webhooks/${hook.id}`)).status).toBe(
+      200,
+    );
+    expect((await relay.call(owner.fetch, 'DELETE', `/v1/mailboxes/${mailbox.id}/webhooks/${hook.id}`)).status).toBe(
+      404,
+    );
   });
 });
 
@@ -203,12 +223,26 @@ describe('the outbox with several workers (replicas)', () => {
       const mailboxId = newId('mbx');
       await db
         .insertInto('mailboxes')
-        .values({ id: mailboxId, owner: '0x0', address: 'x@relay.test', local_part: 'x', domain: 'relay.test', domain_id: null, expires_at: new Date(Date.now() + 3_600_000) } as never)
+        .values({
+          id: mailboxId,
+          owner: '0x0',
+          address: 'x@relay.test',
+          local_part: 'x',
+          domain: 'relay.test',
+          domain_id: null,
+          expires_at: new Date(Date.now() + 3_600_000),
+        } as never)
         .execute();
       const hookId = newId('wh');
-      await store.create({ id: hookId, mailboxId, url: hooks.url, sealedSecret: secrets.seal(hookId, 'whsec_abcdefghijklmnop') });
+      await store.create({
+        id: hookId,
+        mailboxId,
+        url: hooks.url,
+        sealedSecret: secrets.seal(hookId, 'whsec_abcdefghijklmnop'),
+      });
       await db.transaction().execute(async (trx) => {
-        for (let i = 0; i < 40; i++) await store.enqueue(trx, { mailboxId, event: 'message.received', data: { n: i }, createdAt: new Date() });
+        for (let i = 0; i < 40; i++)
+          await store.enqueue(trx, { mailboxId, event: 'message.received', data: { n: i }, createdAt: new Date() });
       });
       const worker = () =>
         new WebhookWorker({
@@ -230,7 +264,9 @@ describe('the outbox with several workers (replicas)', () => {
       const ids = hooks.received.map((r) => r.headers['x-relay-delivery']);
       expect(ids).toHaveLength(40);
       expect(new Set(ids).size).toBe(40);
-      const { rows } = await database.pool.query(`SELECT status, count(*)::int AS n FROM webhook_deliveries GROUP BY status`);
+      const { rows } = await database.pool.query(
+        `SELECT status, count(*)::int AS n FROM webhook_deliveries GROUP BY status`,
+      );
       expect(rows).toEqual([{ status: 'delivered', n: 40 }]);
     } finally {
       await hooks.close();

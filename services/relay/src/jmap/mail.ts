@@ -202,6 +202,13 @@ export class JmapMail {
 
   async delete(id: string): Promise<boolean> {
     const accountId = await this.client.accountId();
+    // Some servers (Cyrus) report an already-expunged id as destroyed again; look first, so a repeat is a 404.
+    const { list } = await this.client.call<{ list: { id: string }[] }>(USING, 'Email/get', {
+      accountId,
+      ids: [id],
+      properties: ['id'],
+    });
+    if (list.length === 0) return false;
     const result = await this.client.call<{ destroyed?: string[] | null }>(USING, 'Email/set', {
       accountId,
       destroy: [id],

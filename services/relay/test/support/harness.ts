@@ -44,6 +44,7 @@ export interface HarnessOptions {
   dns?: DnsLookup;
   /** Reuse a payment testbed (several harnesses in one file). */
   bed?: PaymentTestbed;
+  backend?: Parameters<typeof createRelayService>[0]['backend'];
 }
 
 /** relay in-process on free ports with a real database, devnet, facilitator and SMTP listener. */
@@ -85,6 +86,7 @@ export async function startRelay(options: HarnessOptions = {}): Promise<RelayHar
     log,
     webhookPollMs: 100,
     ...(options.dns ? { dns: options.dns } : {}),
+    ...(options.backend ? { backend: options.backend } : {}),
   });
   await service.start();
   const server: RunningServer = await listenOn(service.app, { port: 0 });

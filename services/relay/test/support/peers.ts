@@ -103,7 +103,10 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     messages,
     refuse,
     waitFor: (count, timeoutMs = 15_000) =>
-      waitFor(() => (messages.length >= count ? messages : undefined), { timeoutMs, what: `${count} message(s) at the sink` }),
+      waitFor(() => (messages.length >= count ? messages : undefined), {
+        timeoutMs,
+        what: `${count} message(s) at the sink`,
+      }),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
