@@ -10,6 +10,7 @@ import { createPublicClient, http } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Endpoints, isAlive } from '../src/endpoints.js';
+import { discoverServices } from '../src/manifest.js';
 import { startStack } from '../src/start.js';
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -25,8 +26,15 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
+/** Free ports for the devnet and every discovered service (its HTTP port and extra ports such as SMTP). */
 async function ports() {
-  return { DEVNET_PORT: String(await freePort()), FACILITATOR_PORT: String(await freePort()) };
+  const env: Record<string, string> = { DEVNET_PORT: String(await freePort()) };
+  for (const service of discoverServices()) {
+    for (const variable of [service.port.env, ...service.extraPorts.map((p) => p.env)]) {
+      env[variable] = String(await freePort());
+    }
+  }
+  return env;
 }
 
 describe('start (the CLI, as a newcomer runs it)', () => {
