@@ -85,52 +85,54 @@ export class WebhookStore {
   /**
    * Claims due deliveries for `leaseMs`: their next attempt moves into the future, so a replica that dies
    * mid-delivery leaves them to be retried by another when the lease runs out. Locked rows are skipped.
+   * Bookkeeping of the outbox commits asynchronously (no fsync wait): a crash can at worst forget a claim or a
+   * success, which means one more delivery of the same event — deliveries are at least once anyway. The
+   * events themselves are written durably, with the message they announce.
    */
   async claimDue(limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
-    const claimed = await sql<DeliveryRow>`
-      UPDATE webhook_deliveries d
-      SET next_attempt_at = now() + make_interval(secs => ${leaseMs / 1000})
-      FROM (
-        SELECT id FROM webhook_deliveries
-        WHERE status = 'pending' AND next_attempt_at <= now()
-        ORDER BY next_attempt_at
-        LIMIT ${limit}
-        FOR UPDATE SKIP LOCKED
-      ) due
-      WHERE d.id = due.id
-      RETURNING d.*`.execute(this.db);
-    if (claimed.rows.length === 0) return [];
-    const hooks = await this.db
-      .selectFrom('webhooks')
-      .selectAll()
-      .where('id', 'in', [...new Set(claimed.rows.map((d) => d.webhook_id))])
-      .execute();
-    const byId = new Map(hooks.map((h) => [h.id, h]));
-    return claimed.rows.flatMap((delivery) => {
-      const webhook = byId.get(delivery.webhook_id);
-      return webhook ? [{ delivery, webhook }] : [];
+    const rows = await this.db.transaction().execute(async (trx) => {
+      await sql`SET LOCAL synchronous_commit = off`.execute(trx);
+      const claimed = await sql<DeliveryRow & { w: WebhookRow }>`
+        WITH due AS (
+          SELECT id FROM webhook_deliveries
+          WHERE status = 'pending' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+          UPDATE webhook_deliveries d
+          SET next_attempt_at = now() + make_interval(secs => ${leaseMs / 1000})
+          FROM due WHERE d.id = due.id
+          RETURNING d.*
+        )
+        SELECT claimed.*, to_jsonb(w) AS w FROM claimed JOIN webhooks w ON w.id = claimed.webhook_id`.execute(trx);
+      return claimed.rows;
     });
+    return rows.map(({ w, ...delivery }) => ({
+      delivery: delivery as DeliveryRow,
+      webhook: {
+        ...w,
+        disabled_at: w.disabled_at ? new Date(w.disabled_at) : null,
+        last_success_at: w.last_success_at ? new Date(w.last_success_at) : null,
+        last_failure_at: w.last_failure_at ? new Date(w.last_failure_at) : null,
+        created_at: new Date(w.created_at as unknown as string),
+      },
+    }));
   }
 
   async recordSuccess(deliveryId: string, webhookId: string, statusCode: number): Promise<void> {
     await this.db.transaction().execute(async (trx) => {
-      await trx
-        .updateTable('webhook_deliveries')
-        .set({
-          status: 'delivered',
-          attempts: sql<number>`attempts + 1`,
-          last_attempt_at: sql<Date>`now()`,
-          last_status_code: statusCode,
-          last_error: null,
-          delivered_at: sql<Date>`now()`,
-        })
-        .where('id', '=', deliveryId)
-        .execute();
-      await trx
-        .updateTable('webhooks')
-        .set({ consecutive_failures: 0, last_success_at: sql<Date>`now()` })
-        .where('id', '=', webhookId)
-        .execute();
+      await sql`SET LOCAL synchronous_commit = off`.execute(trx);
+      await sql`
+        WITH delivered AS (
+          UPDATE webhook_deliveries
+          SET status = 'delivered', attempts = attempts + 1, last_attempt_at = now(), last_status_code = ${statusCode},
+              last_error = NULL, delivered_at = now()
+          WHERE id = ${deliveryId}
+          RETURNING webhook_id
+        )
+        UPDATE webhooks SET consecutive_failures = 0, last_success_at = now()
+        WHERE id = ${webhookId} AND EXISTS (SELECT 1 FROM delivered)`.execute(trx);
     });
   }
 
