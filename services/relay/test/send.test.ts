@@ -160,6 +160,25 @@ describe('sending', () => {
     expect(await relay.bed.balance(owner.account.address)).toBe(before);
   });
 
+  it('sends once for a retried Idempotency-Key, and charges once', async () => {
+    const before = await relay.bed.balance(owner.account.address);
+    const sunk = sink.messages.length;
+    const body = { to: 'idem@example.org', subject: 'exactly once', text: 'x' };
+    const headers = { 'idempotency-key': 'send-once-1' };
+    const box = (await relay.call(owner.fetch, 'POST', '/v1/mailboxes')).body;
+    const afterCreate = await relay.bed.balance(owner.account.address);
+    expect(afterCreate).toBe(before - 10_000n);
+    const first = await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${box.id}/send`, body, headers);
+    const again = await relay.call(owner.fetch, 'POST', `/v1/mailboxes/${box.id}/send`, body, headers);
+    expect(first.status).toBe(200);
+    expect(again.status).toBe(200);
+    expect(again.body.messageId).toBe(first.body.messageId);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    await sink.waitFor(sunk + 1);
+    expect(sink.messages.filter((m) => m.to.includes('idem@example.org'))).toHaveLength(1);
+    expect(await relay.bed.balance(owner.account.address)).toBe(afterCreate - 5_000n);
+  });
+
   it('reports recipients the relay refused', async () => {
     sink.refuse.add('bounce@example.org');
     const res = await send({ to: ['bounce@example.org', 'fine@example.org'], subject: 'partial', text: 'x' });

@@ -1,3 +1,4 @@
+import { access } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { freePort, type ManagedProcess, startProcess, waitFor } from '@agentstack/core';
@@ -141,6 +142,11 @@ function txtArgument(name: string, value: string): string {
 }
 
 export async function startDnsmasq(zone: Zone): Promise<TestDns> {
+  await access(DNSMASQ).catch(() => {
+    throw new Error(
+      `${DNSMASQ} not found: apt-get install -y dnsmasq-base (the DNS server these tests run on loopback)`,
+    );
+  });
   const port = await freePort();
   const args = [
     '--keep-in-foreground',
