@@ -290,14 +290,12 @@ export function relayApp(deps: RelayAppDeps) {
     async (c) => {
       const mailbox = c.get('mailbox');
       const result = await sender.send(mailbox, c.get('sendRequest'), c.get('reservedDay'));
-      const details = await mailboxes.details(mailbox).catch(() => undefined);
       return c.json({
         messageId: result.messageId,
         from: mailbox.address,
         accepted: result.accepted,
         rejected: result.rejected,
-        sentToday: details?.sending.today ?? 0,
-        dailyLimit: details?.sending.dailyLimit ?? 0,
+        ...(await sender.usage(mailbox)),
       });
     },
   );
@@ -383,6 +381,8 @@ export function relayApp(deps: RelayAppDeps) {
           'content-length': String(attachment.content.length),
           'content-disposition': `attachment; filename="${filename}"; filename*=UTF-8''${encodeURIComponent(attachment.filename ?? 'attachment')}`,
           'x-content-type-options': 'nosniff',
+          // Whatever the sender claimed the type to be, a browser must not run it in our origin.
+          'content-security-policy': "sandbox; default-src 'none'",
         },
       });
     },

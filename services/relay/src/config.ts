@@ -44,6 +44,8 @@ export const relayConfigSchema = z.object({
   // Embedded backend: SMTP in, SMTP relay out.
   RELAY_SMTP_PORT: env.port(2525),
   RELAY_SMTP_HOST: z.string().default('127.0.0.1'),
+  /** Concurrent SMTP connections accepted; more get a 421 and retry later. */
+  RELAY_SMTP_MAX_CLIENTS: env.int(200, 1),
   /** The name the SMTP server greets with. Default: the MX host. */
   RELAY_SMTP_HOSTNAME: domainName.optional(),
   /** PEM files enabling STARTTLS on the embedded SMTP server. */

@@ -93,6 +93,12 @@ export class Sender {
     return day;
   }
 
+  /** Today's sends (UTC) against the limit. */
+  async usage(mailbox: MailboxRow): Promise<{ sentToday: number; dailyLimit: number }> {
+    const sentToday = await this.deps.store.sendsToday(mailbox.id, utcDay(this.deps.clock.now()));
+    return { sentToday, dailyLimit: this.deps.limits.dailyLimit };
+  }
+
   release(mailbox: MailboxRow, day: string): Promise<void> {
     return this.deps.store.releaseSend(mailbox.id, day);
   }

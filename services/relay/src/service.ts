@@ -104,7 +104,10 @@ export function createRelayService(options: RelayServiceOptions): RelayService {
     });
     const outbound = new Outbound({
       relayUrl: config.RELAY_OUTBOUND_SMTP_URL,
-      local: () => ({ host: '127.0.0.1', port: embedded?.smtpPort ?? config.RELAY_SMTP_PORT }),
+      local: () => ({
+        host: ['0.0.0.0', '::'].includes(config.RELAY_SMTP_HOST) ? '127.0.0.1' : config.RELAY_SMTP_HOST,
+        port: embedded?.smtpPort ?? config.RELAY_SMTP_PORT,
+      }),
       isOwnDomain,
       hostname,
     });
@@ -118,6 +121,7 @@ export function createRelayService(options: RelayServiceOptions): RelayService {
           hostname,
           maxMessageBytes: config.RELAY_MAX_MESSAGE_BYTES,
           maxRecipients: config.RELAY_MAX_RCPT_PER_MESSAGE,
+          maxClients: config.RELAY_SMTP_MAX_CLIENTS,
           tls:
             config.RELAY_SMTP_TLS_KEY && config.RELAY_SMTP_TLS_CERT
               ? { keyPath: config.RELAY_SMTP_TLS_KEY, certPath: config.RELAY_SMTP_TLS_CERT }

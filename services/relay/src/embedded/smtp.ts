@@ -14,6 +14,7 @@ export interface SmtpServerOptions {
   hostname: string;
   maxMessageBytes: number;
   maxRecipients: number;
+  maxClients: number;
   /** Decides at RCPT TO: one of our live mailboxes, a domain we do not serve, or no such mailbox. */
   resolveRecipient(address: string): Promise<RecipientVerdict>;
   ingest(raw: Buffer, envelope: IncomingEnvelope): Promise<IngestResult>;
@@ -48,6 +49,7 @@ export async function startSmtpServer(options: SmtpServerOptions): Promise<Runni
     disabledCommands: options.tls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     ...(options.tls ? { key: readFileSync(options.tls.keyPath), cert: readFileSync(options.tls.certPath) } : {}),
     disableReverseLookup: true,
+    maxClients: options.maxClients,
     logger: false,
     socketTimeout: 60_000,
     // On shutdown, clients get this long to finish before their connections are cut.
