@@ -26,12 +26,13 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-/** Free ports for the devnet and every service, so the test never collides with a stack already running. */
+/** Free ports for the devnet and every discovered service (its HTTP port and extra ports such as SMTP). */
 async function ports() {
   const env: Record<string, string> = { DEVNET_PORT: String(await freePort()) };
   for (const service of discoverServices()) {
-    env[service.port.env] = String(await freePort());
-    for (const extra of service.extraPorts) env[extra.env] = String(await freePort());
+    for (const variable of [service.port.env, ...service.extraPorts.map((p) => p.env)]) {
+      env[variable] = String(await freePort());
+    }
   }
   return env;
 }

@@ -55,7 +55,17 @@ export interface PaidRouteOptions {
    */
   settle: Settlement;
   description?: string;
-  /** Undo a reversible effect whose payment then failed to settle. */
+  /**
+   * Checks that need the verified payer (ownership, quotas) and must pass before any money moves. Runs after
+   * the payment verified and before it settles, for both orders; throwing (e.g. an AppError 403/404/429)
+   * answers the request with that error and the payment is never settled. Essential for `settle: 'first'`
+   * routes, whose handler runs only after settlement.
+   */
+  precheck?: (c: Context) => Promise<void>;
+  /**
+   * Undo what was done for a payment that then failed to settle: a reversible effect of an `after-success`
+   * handler, or a reservation made by `precheck` on a `first` route.
+   */
   onSettleFailure?: (c: Context) => Promise<void>;
   /**
    * Supplies a payment when the request carries none (e.g. wallet.sh paying a managed wallet's own fee for a
@@ -223,6 +233,16 @@ export class PaymentGate {
         return paymentRequired('payment_in_use', 'this payment is already being used by another request', payload);
       }
 
+      if (route.precheck) {
+        try {
+          await route.precheck(c);
+        } catch (err) {
+          await this.options.store.releasePayment(claimId);
+          if (scope) await this.options.store.abandonIdempotent(scope);
+          throw err;
+        }
+      }
+
       const settle = async (): Promise<SettleResponse> => {
         try {
           return await this.server.settlePayment(payload, matching);
@@ -244,7 +264,10 @@ export class PaymentGate {
 
       if (route.settle === 'first') {
         const settled = await settle();
-        if (!settled.success) return fail(settled);
+        if (!settled.success) {
+          if (route.onSettleFailure) await route.onSettleFailure(c);
+          return fail(settled);
+        }
         payment.transaction = settled.transaction;
         await next();
         c.res.headers.set('PAYMENT-RESPONSE', encodePaymentResponseHeader(settled));

@@ -1,5 +1,5 @@
 import { signTransferAuthorization } from '@agentstack/chain';
-import { type CoreVariables, errorHandler, notFoundHandler, parseUsdc, validate } from '@agentstack/core';
+import { type CoreVariables, errorHandler, forbidden, notFoundHandler, parseUsdc, validate } from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import {
   decodePaymentRequiredHeader,
@@ -22,6 +22,7 @@ let server: Awaited<ReturnType<typeof listen>>;
 let payee: `0x${string}`;
 let effects = 0;
 let failingEffects = 0;
+let prechecks = 0;
 
 function buildApp(gate: PaymentGate) {
   const app = new Hono<{ Variables: PaidVariables & CoreVariables }>();
@@ -42,6 +43,18 @@ function buildApp(gate: PaymentGate) {
     failingEffects += 1;
     return c.json({ error: { code: 'upstream_unavailable', message: 'provider down', status: 503 } }, 503);
   });
+  app.post(
+    '/v1/guarded',
+    gate.paid({
+      price: 3_000n,
+      settle: 'first',
+      precheck: async (c) => {
+        prechecks += 1;
+        if (c.req.header('x-deny')) throw forbidden('not yours');
+      },
+    }),
+    (c) => c.json({ ok: true, transaction: c.get('payment').transaction }, 201),
+  );
   app.post(
     '/v1/priced',
     validate('json', z.object({ amount: z.string() })),
@@ -169,6 +182,28 @@ describe('x402 through packages/x402 on the devnet, paid by the official @x402/f
     expect(retry.headers.get('idempotent-replayed')).toBe('true');
     expect(await bed.balance(payer.address)).toBe(998_000n);
     expect(failingEffects).toBe(attemptsBefore + 1);
+  });
+
+  it('runs precheck before settling a settle-first route: a refusal costs nothing', async () => {
+    const payer = await bed.fundedAccount(1_000_000n);
+    const client = bed.payingFetch(payer);
+    const before = prechecks;
+    const denied = await client.fetch(`${server.url}/v1/guarded`, {
+      method: 'POST',
+      headers: { 'x-deny': '1', 'idempotency-key': 'guard-1' },
+    });
+    expect(denied.status).toBe(403);
+    expect(denied.headers.get('payment-response')).toBeNull();
+    expect(await bed.balance(payer.address)).toBe(1_000_000n);
+    // The refused attempt did not burn its Idempotency-Key: the same key now succeeds and pays once.
+    const allowed = await client.fetch(`${server.url}/v1/guarded`, {
+      method: 'POST',
+      headers: { 'idempotency-key': 'guard-1' },
+    });
+    expect(allowed.status).toBe(201);
+    expect(allowed.headers.get('payment-response')).not.toBeNull();
+    expect(await bed.balance(payer.address)).toBe(997_000n);
+    expect(prechecks).toBe(before + 2);
   });
 
   it('replays the same Idempotency-Key ten times with fresh payments as one effect and one charge', async () => {
