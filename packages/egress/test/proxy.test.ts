@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, request, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { createLogger, waitFor } from '@agentstack/core';
+import { createLogger, startProcess, waitFor } from '@agentstack/core';
 import { ProxyAgent, fetch as undiciFetch } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createEgressProxy, type EgressProxy, type EgressProxyOptions, type Resolver } from '../src/index.js';
@@ -77,6 +77,7 @@ function viaProxy(
     const req = request(
       {
         ...(proxy.socketPath ? { socketPath: proxy.socketPath } : { host: '127.0.0.1', port: proxy.port }),
+        agent: false,
         method: init.method ?? 'GET',
         path: url,
         headers: { ...(URL.canParse(url) ? { host: new URL(url).host } : {}), ...init.headers },
@@ -275,7 +276,14 @@ describe('egress proxy: allowed traffic', () => {
       const ok = await viaProxy({ socketPath }, `http://127.0.0.1:${targetPort}/via-socket`);
       expect(ok.body).toBe('hello from target');
       await proxy.close();
-      // A stale socket file from an earlier run does not block the next listen.
+      // A process that died without closing leaves its socket file behind; the next listen replaces it.
+      const crashed = startProcess(process.execPath, [
+        '-e',
+        `require('net').createServer().listen(${JSON.stringify(socketPath)})`,
+      ]);
+      await waitFor(() => existsSync(socketPath), { what: 'the socket file' });
+      process.kill(crashed.pid, 'SIGKILL');
+      await crashed.exited;
       const again = createEgressProxy();
       running.push(again);
       await again.listen({ path: socketPath });
