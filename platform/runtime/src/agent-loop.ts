@@ -126,6 +126,8 @@ export async function* runAgent(deps: AgentDeps, run: AgentRun): AsyncGenerator<
         }
         if (choice.finish_reason) finish = choice.finish_reason;
       }
+      // The SDK ends the stream quietly when it is aborted; a cut-off answer must not pass as complete.
+      if (signal.aborted) throw signal.reason;
 
       const calls: ToolCall[] = [...pending.entries()]
         .sort(([a], [b]) => a - b)
