@@ -52,7 +52,9 @@ describe('limits', () => {
     // A model that never stops asking for tools (different arguments each time, so no loop is detected).
     llm.on({ predicate: asked('explore forever') }, (req) => {
       const n = toolResultsInTurn(req as LlmRequest);
-      return { toolCalls: [{ id: `call_explore_${n}`, name: 'list_files', arguments: { max_entries: n + 1 } }] };
+      return {
+        toolCalls: [{ id: `call_explore_${n}`, name: 'list_files', arguments: JSON.stringify({ max_entries: n + 1 }) }],
+      };
     });
     const { events } = await chat(runtime.client, {
       hand: 'short',
@@ -71,7 +73,11 @@ describe('limits', () => {
   it('detects a loop: the same tool with the same arguments three times in a row', async () => {
     llm.on({ predicate: asked('loop please') }, (req) => ({
       toolCalls: [
-        { id: `call_loop_${toolResultsInTurn(req as LlmRequest)}`, name: 'list_files', arguments: { path: '.' } },
+        {
+          id: `call_loop_${toolResultsInTurn(req as LlmRequest)}`,
+          name: 'list_files',
+          arguments: JSON.stringify({ path: '.' }),
+        },
       ],
     }));
     const { events } = await chat(runtime.client, { content: 'loop please', conversationId: 'c_loop' });
