@@ -62,17 +62,18 @@ describe('authentication', () => {
   });
 
   it('refuses every other route without the runtime token, or with a wrong one', async () => {
-    for (const headers of [
+    const headerSets: Record<string, string>[] = [
       {},
       { authorization: 'Bearer wrong-token-wrong-token' },
       { authorization: `Bearer ${TOKEN}x` },
       { authorization: `Basic ${TOKEN}` },
       { authorization: TOKEN },
-    ]) {
+    ];
+    for (const headers of headerSets) {
       const res = await post('/v1/chat', chatBody(), headers);
       expect(res.status).toBe(401);
       expect(res.headers.get('www-authenticate')).toBe('Bearer');
-      expect((await res.json()).error.code).toBe('unauthorized');
+      expect(((await res.json()) as any).error.code).toBe('unauthorized');
       for (const path of ['/v1/hands', '/v1/tools']) {
         expect((await fetch(`${runtime.url}${path}`, { headers })).status).toBe(401);
       }
@@ -126,10 +127,10 @@ describe('request validation', () => {
     for (const [body, field] of cases) {
       const res = await post('/v1/chat', body, auth);
       expect(res.status, field).toBe(400);
-      const { error } = await res.json();
+      const { error } = (await res.json()) as any;
       expect(error.field).toBe(field);
     }
-    const unknownHand = await (await post('/v1/chat', { ...chatBody(), hand: 'nope' }, auth)).json();
+    const unknownHand: any = await (await post('/v1/chat', { ...chatBody(), hand: 'nope' }, auth)).json();
     expect(unknownHand.error.message).toBe('unknown Hand "nope" (available: reader, tester)');
     const notJson = await post('/v1/chat', '{"conversationId":', auth);
     expect(notJson.status).toBe(400);
@@ -165,7 +166,7 @@ describe('request validation', () => {
       };
       const res = await post('/v1/chat', body, auth);
       expect(res.status, path).toBe(400);
-      const { error } = await res.json();
+      const { error } = (await res.json()) as any;
       expect(error.field).toBe('body.message.attachments.1.path');
       expect(error.message).toContain(message);
     }
@@ -242,6 +243,7 @@ describe('the runtime process', () => {
           {
             id: 'call_sock',
             name: 'shell',
+            // biome-ignore lint/suspicious/noTemplateCurlyInString: a bash expansion, not a template
             arguments: { command: 'echo "$TENANT_ID:${RUNTIME_AUTH_TOKEN:-hidden}:${PLATFORM_API_KEY:-hidden}"' },
           },
         ],
