@@ -2,8 +2,8 @@ import { spawn } from 'node:child_process';
 import { z } from 'zod';
 import { defineTool } from './registry.js';
 
-/** Output kept per command (stdout and stderr interleaved as they arrive): the head and the tail. */
-export const SHELL_OUTPUT_BYTES = 64_000;
+/** Output kept per command (stdout and stderr interleaved as they arrive): the head and the tail, within what one tool result may carry. */
+export const SHELL_OUTPUT_BYTES = 20_000;
 
 /** Keeps the first and last bytes of a stream that may be far larger than what is worth showing. */
 class HeadTail {
