@@ -94,6 +94,26 @@ describe('authentication', () => {
   });
 });
 
+describe('event stream', () => {
+  it('sends keep-alive comments while a run is quiet, which clients skip', async () => {
+    const quiet = await startRuntime({ llmUrl: llm.url, options: { heartbeatMs: 50 } });
+    try {
+      llm.on({ userMessage: 'think quietly' }, { content: 'done thinking' }, { latency: 150 });
+      const res = await fetch(`${quiet.url}/v1/chat`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+        body: JSON.stringify(chatBody('think quietly', 'c_quiet')),
+      });
+      const raw = await res.text();
+      expect(raw).toContain(': keep-alive\n\n');
+      const { events } = await chat(quiet.client, { content: 'think quietly', conversationId: 'c_quiet' });
+      expect(shape(events)).toEqual(['start', 'text', 'done']);
+    } finally {
+      await quiet.close();
+    }
+  });
+});
+
 describe('catalogs', () => {
   it('lists the Hands and tools', async () => {
     const hands = await runtime.client.hands();

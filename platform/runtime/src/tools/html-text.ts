@@ -29,6 +29,22 @@ const NAMED: Record<string, string> = {
   yen: '¥',
   deg: '°',
   times: '×',
+  szlig: 'ß',
+  aelig: 'æ',
+  AElig: 'Æ',
+  oslash: 'ø',
+  Oslash: 'Ø',
+};
+
+// Accented Latin letters (`&eacute;`, `&Uuml;`, `&ccedil;`): base letter plus a combining mark.
+const MARKS: Record<string, string> = {
+  acute: '\u0301',
+  grave: '\u0300',
+  uml: '\u0308',
+  circ: '\u0302',
+  tilde: '\u0303',
+  cedil: '\u0327',
+  ring: '\u030a',
 };
 
 export function decodeEntities(text: string): string {
@@ -37,7 +53,9 @@ export function decodeEntities(text: string): string {
       const code = body[1] === 'x' || body[1] === 'X' ? Number.parseInt(body.slice(2), 16) : Number(body.slice(1));
       return Number.isInteger(code) && code > 0 && code <= 0x10ffff ? String.fromCodePoint(code) : whole;
     }
-    return NAMED[body.toLowerCase()] ?? whole;
+    const accented = /^([a-zA-Z])(acute|grave|uml|circ|tilde|cedil|ring)$/.exec(body);
+    if (accented) return `${accented[1]}${MARKS[accented[2]!]}`.normalize('NFC');
+    return NAMED[body] ?? NAMED[body.toLowerCase()] ?? whole;
   });
 }
 
