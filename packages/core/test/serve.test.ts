@@ -47,7 +47,10 @@ describe('listenOn', () => {
     expect(existsSync(path)).toBe(false);
 
     // A process that died without closing leaves its socket file behind; the next listen replaces it.
-    const crashed = startProcess(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)})`]);
+    const crashed = startProcess(process.execPath, [
+      '-e',
+      `require('net').createServer().listen(${JSON.stringify(path)})`,
+    ]);
     await waitFor(() => existsSync(path), { what: 'the socket file' });
     process.kill(crashed.pid, 'SIGKILL');
     await crashed.exited;

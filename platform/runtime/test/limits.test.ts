@@ -72,7 +72,11 @@ describe('limits', () => {
 
   it('detects a loop: the same tool with the same arguments three times in a row', async () => {
     // The same arguments each time, spelled differently (key order, spacing): still the same call.
-    const spellings = ['{"path":".","recursive":false}', '{"recursive": false, "path": "."}', '{ "path" : ".", "recursive" : false }'];
+    const spellings = [
+      '{"path":".","recursive":false}',
+      '{"recursive": false, "path": "."}',
+      '{ "path" : ".", "recursive" : false }',
+    ];
     llm.on({ predicate: asked('loop please') }, (req) => {
       const n = toolResultsInTurn(req as LlmRequest);
       return { toolCalls: [{ id: `call_loop_${n}`, name: 'list_files', arguments: spellings[n % 3]! }] };
