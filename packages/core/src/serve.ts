@@ -45,10 +45,18 @@ export function listenOn(
   });
 }
 
+/** A unix socket left by a process that died blocks `listen`; remove it, but never anything that is not a socket. */
+export function removeStaleSocket(path: string): void {
+  if (!existsSync(path)) return;
+  if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
+  unlinkSync(path);
+}
+
 function listenOnSocket(app: FetchApp, path: string): Promise<RunningServer> {
-  if (existsSync(path)) {
-    if (!lstatSync(path).isSocket()) return Promise.reject(new Error(`${path} exists and is not a socket`));
-    unlinkSync(path);
+  try {
+    removeStaleSocket(path);
+  } catch (err) {
+    return Promise.reject(err);
   }
   const server = createAdaptorServer({ fetch: app.fetch }) as Server;
   return new Promise((resolve, reject) => {

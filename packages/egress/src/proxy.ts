@@ -1,4 +1,3 @@
-import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import {
   createServer,
   type IncomingMessage,
@@ -9,6 +8,7 @@ import {
 } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { removeStaleSocket } from '@agentstack/core';
 import { type AllowList, checkDestination, type DestinationCheck, parseAllowList, type Resolver } from './check.js';
 
 interface LogLike {
@@ -102,6 +102,13 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
     return result;
   };
 
+  /** More client connections than allowed are open (this one included): turn the newest away. */
+  const overLimit = () => {
+    if (open.size <= limits.maxConnections) return false;
+    log?.warn({ event: 'egress_limit', limit: 'connections', open: open.size }, 'egress proxy at its connection limit');
+    return true;
+  };
+
   const refused = (result: Extract<DestinationCheck, { allowed: false }>, method: string) => {
     log?.warn(
       {
@@ -168,6 +175,7 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
       for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
       client.end(`${lines.join('\r\n')}\r\n\r\n${body}`);
     };
+    if (overLimit()) return reply(503, 'Service Unavailable', JSON_TYPE, BUSY_BODY);
     if (!target) {
       return reply(400, 'Bad Request', JSON_TYPE, errorBody(400, 'egress_bad_request', 'CONNECT needs host:port'));
     }
@@ -218,6 +226,10 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
       res.writeHead(status, { ...JSON_TYPE, Connection: 'close', ...headers });
       res.end(errorBody(status, code, message));
     };
+    if (overLimit()) {
+      res.writeHead(503, { ...JSON_TYPE, Connection: 'close' });
+      return void res.end(BUSY_BODY);
+    }
     let url: URL;
     try {
       url = new URL(req.url ?? '');
@@ -283,17 +295,6 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
 
   const server = createServer();
   server.on('connection', (socket: Socket) => {
-    if (open.size >= limits.maxConnections) {
-      log?.warn(
-        { event: 'egress_limit', limit: 'connections', open: open.size },
-        'egress proxy at its connection limit',
-      );
-      const body = errorBody(503, 'egress_busy', 'too many open connections through the egress proxy');
-      socket.end(
-        `HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-      return;
-    }
     open.add(socket);
     socket.once('close', () => open.delete(socket));
   });
@@ -345,6 +346,9 @@ interface Closable {
 }
 
 const JSON_TYPE = { 'Content-Type': 'application/json' };
+const BUSY_BODY = JSON.stringify({
+  error: { code: 'egress_busy', message: 'too many open connections through the egress proxy', status: 503 },
+});
 
 function errorBody(status: number, code: string, message: string): string {
   return JSON.stringify({ error: { code, message, status } });
@@ -355,11 +359,4 @@ function parseAuthority(authority: string): { host: string; port: number } | und
   const m = /^\[([0-9a-f:.]+)\]:(\d{1,5})$/i.exec(authority) ?? /^([^:[\]/@\s]+):(\d{1,5})$/.exec(authority);
   if (!m) return undefined;
   return { host: m[1]!, port: Number(m[2]) };
-}
-
-/** A unix socket left by a previous run blocks `listen`; remove it, but never anything that is not a socket. */
-export function removeStaleSocket(path: string): void {
-  if (!existsSync(path)) return;
-  if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket`);
-  unlinkSync(path);
 }
