@@ -10,9 +10,10 @@ import { type Hand, HandLoadError, loadHands } from './hands.js';
 import { createOutboundDispatcher, unixSocketDispatcher } from './outbound.js';
 import { builtinTools, type Tool, ToolRegistry } from './tools/index.js';
 
-export const RUNTIME_VERSION: string = JSON.parse(
-  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
-).version;
+/** The package version; the bundled build has it compiled in (it ships without package.json). */
+export const RUNTIME_VERSION: string =
+  process.env.AGENTSQUADS_RUNTIME_VERSION ??
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
 export interface RuntimeOptions {
   log?: Logger;

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -240,7 +241,14 @@ describe('concurrency', () => {
 });
 
 describe('the runtime process', () => {
-  it('starts from env, listens on a unix socket and reaches the LLM proxy over one', async () => {
+  beforeAll(() => {
+    execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: PACKAGE_DIR, stdio: 'pipe' });
+  }, 60_000);
+
+  it.each([
+    ['from source', 'bin/agentsquads-runtime.mjs'],
+    ['bundled', 'dist/agentsquads-runtime.mjs'],
+  ])('starts %s from env, listens on a unix socket and reaches the LLM proxy over one', async (_how, entry) => {
     const dir = tempDir('proc');
     const workspace = join(dir, 'workspace');
     const socketPath = join(dir, 'runtime.sock');
@@ -271,7 +279,7 @@ describe('the runtime process', () => {
     );
     llm.on({ toolCallId: 'call_sock' }, { content: 'done over sockets' });
 
-    const proc = startProcess(join(PACKAGE_DIR, 'node_modules/.bin/tsx'), ['src/main.ts', 'serve'], {
+    const proc = startProcess(process.execPath, [entry, 'serve'], {
       cwd: PACKAGE_DIR,
       env: {
         PATH: process.env.PATH,
@@ -292,7 +300,7 @@ describe('the runtime process', () => {
         what: 'runtime health',
         timeoutMs: 20_000,
       });
-      expect(health).toMatchObject({ ok: true, tenantId: 'ten_proc' });
+      expect(health).toEqual({ ok: true, tenantId: 'ten_proc', version: '0.1.0', activeRuns: 0 });
       // The shipped Hands load by default.
       expect((await client.hands()).hands.map((h) => h.name)).toEqual(['assistant', 'coder', 'researcher']);
       const { events } = await chat(client, { content: 'over sockets' });
@@ -305,7 +313,7 @@ describe('the runtime process', () => {
       await unauthenticated.close();
     } finally {
       await client.close();
-      // SIGTERM to the launcher (tsx forwards it to the runtime), as an orchestrator stopping it would.
+      // SIGTERM, as an orchestrator stopping it would.
       process.kill(proc.pid, 'SIGTERM');
       relay.close();
     }
@@ -318,7 +326,7 @@ describe('the runtime process', () => {
   it('refuses to start with bad configuration or a bad Hand, naming the variable, file and field', async () => {
     const dir = tempDir('badcfg');
     const run = async (env: Record<string, string>) => {
-      const proc = startProcess(join(PACKAGE_DIR, 'node_modules/.bin/tsx'), ['src/main.ts', 'serve'], {
+      const proc = startProcess(process.execPath, ['dist/agentsquads-runtime.mjs', 'serve'], {
         cwd: PACKAGE_DIR,
         env: { PATH: process.env.PATH, ...env },
       });
