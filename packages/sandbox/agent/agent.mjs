@@ -166,10 +166,13 @@ function serve(forward) {
       connection.resume();
       return;
     }
-    const child = spawn(forward.argv[0], forward.argv.slice(1), {
+    // The command gets one bidirectional socket as both stdin and stdout (inetd daemons such as
+    // `dropbear -i` read and write fd 0), a socketpair we bridge to the connection rather than the
+    // connection itself: some daemons misbehave when their socket's address is a long unix path.
+    const child = spawn('/bin/sh', ['-c', 'exec "$@" <&3 >&3 3<&-', 'sh', ...forward.argv], {
       cwd: baseEnv.HOME,
       env: baseEnv,
-      stdio: ['pipe', 'pipe', 'ignore'],
+      stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
       detached: true,
     });
     const key = `conn:${forward.name}:${child.pid}`;
@@ -177,12 +180,11 @@ function serve(forward) {
       running.set(key, child);
       preferForOom(child.pid);
     }
-    // Through pipes rather than the socket itself: some daemons (dropbear -i) misbehave when their
-    // socket has a long unix path as its address.
+    const socket = child.stdio[3];
     connection.on('error', () => killGroup(child, 'SIGHUP'));
-    child.stdin.on('error', () => {});
-    connection.pipe(child.stdin);
-    child.stdout.pipe(connection);
+    socket.on('error', () => {});
+    connection.pipe(socket);
+    socket.pipe(connection);
     child.on('error', () => connection.destroy());
     child.on('exit', () => {
       running.delete(key);

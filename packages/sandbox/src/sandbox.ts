@@ -30,6 +30,8 @@ export interface StartOptions {
   before?: ExecOptions & { argv: string[] };
   /** How long the sandbox may take to come up, not counting `before` (default 15 s). */
   timeoutMs?: number;
+  /** Host loopback port per forward for this run, overriding the spec's `tcpPort` (0: any free port). */
+  tcpPorts?: Record<string, number>;
 }
 
 export interface StartResult {
@@ -219,8 +221,13 @@ export class Sandbox extends EventEmitter {
       if (beforeResult) result.before = toExecResult(await beforeResult);
 
       for (const forward of this.ctx.spec.forwards) {
-        if (forward.tcpPort === undefined) continue;
-        const forwarder = await startTcpForwarder(forward.tcpPort, this.socketPath(forward.name));
+        const port = options.tcpPorts?.[forward.name] ?? forward.tcpPort;
+        if (port === undefined) continue;
+        const forwarder = await startTcpForwarder(port, this.socketPath(forward.name)).catch(
+          (err: NodeJS.ErrnoException) => {
+            throw err.code === 'EADDRINUSE' ? new PortInUseError(forward.name, port) : err;
+          },
+        );
         this.forwarders.push(forwarder);
         this.ports[forward.name] = forwarder.port;
       }
@@ -593,6 +600,12 @@ export class Sandbox extends EventEmitter {
     return this.cgroups.stats();
   }
 
+  /** Replaces the sandbox's labels (kept on disk with it). */
+  async setLabels(labels: Record<string, string>): Promise<void> {
+    this.ctx.spec.labels = { ...labels };
+    await this.ctx.persist(this.ctx.spec);
+  }
+
   /** Changes the limits; applied at once while running (lowering memory below current use fails) and kept. */
   async setLimits(limits: Limits): Promise<void> {
     const parsed = limitsSchema.parse(limits);
@@ -612,6 +625,17 @@ export class Sandbox extends EventEmitter {
   /** True when runtime resources of this sandbox exist (for tests and `list`). */
   hasRuntimeLeftovers(): boolean {
     return this.cgroups.existing().length > 0 || existsSync(join(this.ctx.dir, 'sock'));
+  }
+}
+
+/** A forward's host port is taken by another process (start again with another port, or 0). */
+export class PortInUseError extends Error {
+  constructor(
+    readonly forward: string,
+    readonly port: number,
+  ) {
+    super(`port ${port} for forward ${forward} is in use on the host`);
+    this.name = 'PortInUseError';
   }
 }
 
