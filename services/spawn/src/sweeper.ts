@@ -125,7 +125,12 @@ export class Sweeper {
       report.charged += 1;
     }
     const patch: Partial<ServerRow> = { deposit_remaining: remaining, last_burn_day: day };
-    if (remaining === 0n && !row.auto_destroy_at) {
+    if (remaining === 0n) {
+      // Already scheduled: the final warning went out; nothing more to say until it happens.
+      if (row.auto_destroy_at) {
+        await serversSql.update(trx, row.id, patch);
+        return;
+      }
       const at = new Date(now.getTime() + this.deps.catalog.graceHours * 3_600_000);
       patch.auto_destroy_at = at;
       report.scheduled += 1;

@@ -131,8 +131,19 @@ export class HetznerProvider implements ComputeProvider {
       return { server: this.describe(await this.client.getServer(found.id)) };
     }
     const timeoutMs = this.options.actionTimeoutMs ?? 600_000;
-    await this.client.waitForAction(created.action, { timeoutMs });
-    for (const next of created.next_actions) await this.client.waitForAction(next, { timeoutMs });
+    try {
+      await this.client.waitForAction(created.action, { timeoutMs });
+      for (const next of created.next_actions) await this.client.waitForAction(next, { timeoutMs });
+    } catch (err) {
+      // A half-made server would cost money while we report failure: remove it.
+      await this.delete(String(created.server.id)).catch((cleanup) =>
+        this.options.log?.warn(
+          { err: cleanup, server: created?.server.id },
+          'could not remove a server whose creation failed',
+        ),
+      );
+      throw err;
+    }
     const server = await this.client.getServer(created.server.id);
     return {
       server: this.describe(server),
