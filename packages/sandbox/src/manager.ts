@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, readdir, readFile, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Controller, listCgroupChildren } from './cgroups.js';
@@ -208,9 +208,13 @@ export class SandboxManager {
     return [...names];
   }
 
-  /** Stops every running sandbox this manager loaded (they are kept; `destroy` removes them). */
+  /**
+   * Stops every running sandbox this manager loaded (they are kept; `destroy` removes them) and removes the
+   * group cgroup directories if no other manager still uses them.
+   */
   async close({ graceMs = 2_000 }: { graceMs?: number } = {}): Promise<void> {
     await Promise.all([...this.loaded.values()].map((s) => s.stop({ graceMs }).catch(() => undefined)));
+    for (const dir of new Set(this.cgroupParents.values())) await rmdir(dir).catch(() => undefined);
   }
 
   private instantiate(stored: StoredSandbox): Sandbox {

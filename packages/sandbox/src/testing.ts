@@ -28,6 +28,7 @@ export async function createTestSandboxManager(
         const sandbox = await manager.open(info.id);
         await sandbox.destroy().catch(() => undefined);
       }
+      await manager.close();
       await rm(stateDir, { recursive: true, force: true });
     },
   };

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { waitFor } from '@agentstack/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SandboxExit } from '../src/sandbox.js';
+import { PortInUseError, type SandboxExit } from '../src/sandbox.js';
 import { createTestSandboxManager, type TestSandboxManager } from '../src/testing.js';
 
 const MiB = 1024 * 1024;
@@ -57,6 +57,45 @@ describe('forwarded sockets', () => {
     // The host side is a unix socket only root can reach.
     expect(existsSync(s.socketPath('echo'))).toBe(true);
     await s.destroy();
+  });
+
+  it('gives per-connection commands one socket as stdin and stdout (inetd daemons write to fd 0)', async () => {
+    const s = await env.manager.create({
+      limits: { memoryBytes: 128 * MiB, pids: 64 },
+      forwards: [
+        {
+          name: 'fd0',
+          tcpPort: 0,
+          target: { kind: 'exec', argv: ['/bin/sh', '-c', 'read line; echo "got $line" >&0'] },
+        },
+      ],
+    });
+    const { tcpPorts } = await s.start();
+    expect(await roundTrip(tcpPorts.fd0 as number, 'ping\n')).toBe('got ping\n');
+    await s.destroy();
+  });
+
+  it('moves to a free port when asked, and says which port was taken', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const taken = (blocker.address() as { port: number }).port;
+    const s = await env.manager.create({
+      limits: { memoryBytes: 128 * MiB, pids: 64 },
+      forwards: [{ name: 'echo', tcpPort: taken, target: { kind: 'exec', argv: ['/bin/cat'] } }],
+      labels: { a: '1' },
+    });
+    const error = await s.start().catch((err: Error) => err);
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).cause).toBeInstanceOf(PortInUseError);
+    expect(s.status).toBe('stopped');
+    expect(s.hasRuntimeLeftovers()).toBe(false);
+    const { tcpPorts } = await s.start({ tcpPorts: { echo: 0 } });
+    expect(tcpPorts.echo).not.toBe(taken);
+    expect(await roundTrip(tcpPorts.echo as number, 'x')).toBe('x');
+    await s.setLabels({ a: '2', b: 'x' });
+    expect((await env.manager.list()).find((i) => i.id === s.id)?.labels).toEqual({ a: '2', b: 'x' });
+    await s.destroy();
+    await new Promise<void>((resolve) => blocker.close(() => resolve()));
   });
 
   it('bridges to a server listening on the sandbox’s own loopback', async () => {

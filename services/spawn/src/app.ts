@@ -382,7 +382,8 @@ ${types}
 Sign the request with your wallet (EIP-191 personal_sign) over this text, lines joined by "\\n":
 \`agentstack signed request\`, \`method: GET\`, \`path: /v1/balance\` (with the query string, if any),
 \`timestamp: <unix seconds>\`, \`body-sha256: <hex sha256 of the body, empty for GET>\`; send X-Signer (your
-address), X-Timestamp and X-Signature. Valid for 5 minutes, once.
+address), X-Timestamp and X-Signature. Valid for 5 minutes, once: sign every request afresh (two identical
+requests signed in the same second have the same signature, so poll an action at most once a second).
 
 ## Servers
 

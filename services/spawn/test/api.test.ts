@@ -246,6 +246,20 @@ describe('a server on the local provider', () => {
     expect(id.stdout.trim().split('\n').at(-1)).toBe('1');
   });
 
+  it('cannot reach the host’s services (spawn itself, the devnet, the database) from inside', async () => {
+    const ports = [
+      Number(new URL(t.url).port),
+      Number(new URL(t.bed.devnet.rpcUrl).port),
+      Number(new URL(t.database.url).port),
+      endpoint.port,
+    ];
+    const probe = ports
+      .map((p) => `(echo > /dev/tcp/127.0.0.1/${p}) 2>/dev/null && echo "open ${p}" || echo "closed ${p}"`)
+      .join('; ');
+    const result = await ssh(keys.privateKey, endpoint, probe);
+    expect(result.stdout.trim().split('\n')).toEqual(ports.map((p) => `closed ${p}`));
+  });
+
   it('refuses a key that is not registered', async () => {
     const other = await sshKeyPair();
     try {

@@ -57,6 +57,14 @@ describe('reconciliation with the provider', () => {
     for (const name of ['one', 'two', 'three']) expect((await status(ids[name] as string)).status).toBe('running');
     const server = await status(ids.two as string);
     expect((await ssh(keys.privateKey, server.ssh, 'echo back')).stdout).toBe('back\n');
+    // One server cannot reach another's SSH port: each has a network of its own, with nothing on it.
+    const other = await status(ids.one as string);
+    const probe = await ssh(
+      keys.privateKey,
+      server.ssh,
+      `(echo > /dev/tcp/127.0.0.1/${other.ssh.port}) 2>&1 || echo refused`,
+    );
+    expect(probe.stdout).toContain('refused');
   });
 
   it('marks a server the provider lost as destroyed and refunds its deposit', async () => {
