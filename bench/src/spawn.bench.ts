@@ -57,9 +57,10 @@ export async function main() {
       const ssh = created.server.ssh as { port: number };
       await sshReady(key, ssh.port);
       const ready = performance.now() - started;
+      const command = await timeCommand(key, ssh.port);
       const destroyStarted = performance.now();
       await provider.delete(created.server.providerId);
-      return { ready, destroy: performance.now() - destroyStarted };
+      return { ready, command, destroy: performance.now() - destroyStarted };
     };
 
     const peer = async () => {
@@ -78,19 +79,18 @@ export async function main() {
       await docker.call('POST', `/containers/${created.Id}/start`);
       await sshReady(key, port);
       const ready = performance.now() - started;
+      const command = await timeCommand(key, port);
       const destroyStarted = performance.now();
       await docker.call('DELETE', `/containers/${created.Id}?force=1`);
-      return { ready, destroy: performance.now() - destroyStarted };
+      return { ready, command, destroy: performance.now() - destroyStarted };
     };
 
     // One of each first, untimed (page cache, JIT, image layers).
     await ours(0);
     await peer();
     const iterations = SMOKE ? 2 : 12;
-    const results = {
-      ours: [] as { ready: number; destroy: number }[],
-      peer: [] as { ready: number; destroy: number }[],
-    };
+    type Run = { ready: number; command: number; destroy: number };
+    const results = { ours: [] as Run[], peer: [] as Run[] };
     for (let i = 1; i <= iterations; i++) {
       // Alternate who goes first, so neither always runs on a quieter machine.
       if (i % 2) {
@@ -104,6 +104,7 @@ export async function main() {
     const p = (xs: number[], q: number) => percentile(xs, q);
     const ready = { ours: results.ours.map((r) => r.ready), peer: results.peer.map((r) => r.ready) };
     const destroy = { ours: results.ours.map((r) => r.destroy), peer: results.peer.map((r) => r.destroy) };
+    const command = { ours: results.ours.map((r) => r.command), peer: results.peer.map((r) => r.command) };
     await report({
       name: 'spawn',
       ours: 'spawn.sh local provider (bubblewrap sandbox, dropbear per connection)',
@@ -124,6 +125,13 @@ export async function main() {
           higherIsBetter: false,
         },
         {
+          label: 'one SSH command on a ready server, p50',
+          ours: p(command.ours, 50),
+          peer: p(command.peer, 50),
+          unit: 'ms',
+          higherIsBetter: false,
+        },
+        {
           label: 'destroy, p50',
           ours: p(destroy.ours, 50),
           peer: p(destroy.peer, 50),
@@ -140,6 +148,13 @@ export async function main() {
   } finally {
     for (const cleanup of cleanups) await cleanup().catch((err) => console.error('cleanup:', err));
   }
+}
+
+/** One `ssh … true` on a server that is ready (connection, key exchange, login, command). */
+async function timeCommand(key: string, port: number): Promise<number> {
+  const started = performance.now();
+  await sshReady(key, port);
+  return performance.now() - started;
 }
 
 /** Retries `ssh … true` until it succeeds. */

@@ -22,6 +22,8 @@ export interface ReconcileReport {
   adopted: string[];
   /** Running actions whose runner went quiet: failed, so the server can be acted on again. */
   interrupted: string[];
+  /** Provider servers whose row says destroyed (a delete that did not finish): removed on the provider. */
+  removed: string[];
 }
 
 /**
@@ -39,7 +41,7 @@ export async function reconcile(deps: {
   staleAfterMs?: number;
   log?: { info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void };
 }): Promise<ReconcileReport> {
-  const report: ReconcileReport = { checked: 0, updated: 0, lost: [], adopted: [], interrupted: [] };
+  const report: ReconcileReport = { checked: 0, updated: 0, lost: [], adopted: [], interrupted: [], removed: [] };
   if (deps.provider.unavailableReason()) return report;
   const { db, provider } = deps;
 
@@ -99,7 +101,18 @@ export async function reconcile(deps: {
       );
       continue;
     }
-    if (await serversSql.get(db, id)) continue; // destroyed here but still on the provider: not ours to revive
+    const existing = await serversSql.get(db, id);
+    if (existing) {
+      // Destroyed here (and refunded) but still on the provider: nobody pays for it, so it goes.
+      if (existing.status === 'destroyed' && !(await actionsSql.running(db, id))) {
+        deps.log?.warn({ server: id, providerId: server.providerId }, 'destroyed server still on the provider; removing it');
+        await provider.delete(server.providerId).then(
+          () => report.removed.push(id),
+          (err) => deps.log?.warn({ err, server: id }, 'could not remove a destroyed server from the provider'),
+        );
+      }
+      continue;
+    }
     const typeSlug = server.type ?? server.labels[LABEL_TYPE] ?? '';
     const type = deps.catalog.types[typeSlug];
     if (!type) continue;
@@ -147,7 +160,7 @@ export async function reconcile(deps: {
     });
     report.adopted.push(id);
   }
-  if (report.updated + report.lost.length + report.adopted.length + report.interrupted.length > 0) {
+  if (report.updated + report.lost.length + report.adopted.length + report.interrupted.length + report.removed.length > 0) {
     deps.log?.info({ ...report }, 'reconciled with the provider');
   }
   return report;

@@ -145,6 +145,16 @@ describe('reconciliation with the provider', () => {
     }
   });
 
+  it('removes from the provider a server whose row says destroyed (nobody pays for it)', async () => {
+    // As if a destroy had refunded and recorded, but the provider call never happened.
+    await t.database.db.updateTable('servers').set({ status: 'destroyed' }).where('id', '=', ids.two as string).execute();
+    const report = await t.service.reconcile();
+    expect(report.removed).toEqual([ids.two]);
+    expect((await t.sandboxes.manager.list()).map((s) => s.id)).not.toContain(ids.two);
+    await t.database.db.updateTable('servers').set({ status: 'running' }).where('id', '=', ids.two as string).execute();
+    expect((await t.service.reconcile()).lost).toEqual([ids.two]);
+  });
+
   it('can be triggered by an operator, and only with the admin token', async () => {
     expect((await fetch(`${t.url}/v1/admin/reconcile`, { method: 'POST' })).status).toBe(401);
     expect(
@@ -158,6 +168,6 @@ describe('reconciliation with the provider', () => {
       }),
     );
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ checked: 2, lost: [], adopted: [] });
+    expect(res.body).toMatchObject({ checked: 1, lost: [], adopted: [], removed: [] });
   });
 });
