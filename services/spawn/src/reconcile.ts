@@ -105,7 +105,10 @@ export async function reconcile(deps: {
     if (existing) {
       // Destroyed here (and refunded) but still on the provider: nobody pays for it, so it goes.
       if (existing.status === 'destroyed' && !(await actionsSql.running(db, id))) {
-        deps.log?.warn({ server: id, providerId: server.providerId }, 'destroyed server still on the provider; removing it');
+        deps.log?.warn(
+          { server: id, providerId: server.providerId },
+          'destroyed server still on the provider; removing it',
+        );
         await provider.delete(server.providerId).then(
           () => report.removed.push(id),
           (err) => deps.log?.warn({ err, server: id }, 'could not remove a destroyed server from the provider'),
@@ -160,7 +163,10 @@ export async function reconcile(deps: {
     });
     report.adopted.push(id);
   }
-  if (report.updated + report.lost.length + report.adopted.length + report.interrupted.length + report.removed.length > 0) {
+  if (
+    report.updated + report.lost.length + report.adopted.length + report.interrupted.length + report.removed.length >
+    0
+  ) {
     deps.log?.info({ ...report }, 'reconciled with the provider');
   }
   return report;

@@ -147,11 +147,19 @@ describe('reconciliation with the provider', () => {
 
   it('removes from the provider a server whose row says destroyed (nobody pays for it)', async () => {
     // As if a destroy had refunded and recorded, but the provider call never happened.
-    await t.database.db.updateTable('servers').set({ status: 'destroyed' }).where('id', '=', ids.two as string).execute();
+    await t.database.db
+      .updateTable('servers')
+      .set({ status: 'destroyed' })
+      .where('id', '=', ids.two as string)
+      .execute();
     const report = await t.service.reconcile();
     expect(report.removed).toEqual([ids.two]);
     expect((await t.sandboxes.manager.list()).map((s) => s.id)).not.toContain(ids.two);
-    await t.database.db.updateTable('servers').set({ status: 'running' }).where('id', '=', ids.two as string).execute();
+    await t.database.db
+      .updateTable('servers')
+      .set({ status: 'running' })
+      .where('id', '=', ids.two as string)
+      .execute();
     expect((await t.service.reconcile()).lost).toEqual([ids.two]);
   });
 
