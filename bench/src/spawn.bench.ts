@@ -4,10 +4,10 @@ import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort, newId, startProcess, waitFor } from '@agentstack/core';
-import { createSandboxManager } from '@agentstack/sandbox';
+import { createSandboxManager, findCgroupMounts, ownCgroups } from '@agentstack/sandbox';
 import { DEFAULT_CATALOG, type ServerType } from '@agentstack/spawn/catalog';
 import { LocalProvider } from '@agentstack/spawn/providers/local';
 import { percentile, report, SMOKE } from './lib.js';
@@ -270,10 +270,21 @@ async function startDockerd(work: string, id: string): Promise<Dockerd> {
     call,
     async stop() {
       await proc.stop(15_000);
-      // The containers' cgroups (cgroupfs driver) are left empty under the parent: remove them by name.
-      for (const controller of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-        await removeTree(join('/sys/fs/cgroup', controller, cgroupParent));
+      // The containers' cgroups (cgroupfs driver) are left empty under the parent, which dockerd puts below
+      // its own cgroup in each hierarchy: remove them by name.
+      const own = ownCgroups();
+      for (const [controller, mount] of findCgroupMounts()) {
+        const inside = relative(mount.root, own.get(controller) ?? '/');
+        const base = inside.startsWith('..') ? mount.mountPoint : join(mount.mountPoint, inside);
+        await removeTree(join(base, cgroupParent));
       }
+      // …and in the cgroup v2 hierarchy, when one is mounted beside v1.
+      const unified = (await readFile('/proc/self/mountinfo', 'utf8'))
+        .split('\n')
+        .find((line) => line.includes(' - cgroup2 '))
+        ?.split(' ')[4];
+      const ownV2 = /^0::(.*)$/m.exec(await readFile('/proc/self/cgroup', 'utf8'))?.[1] ?? '/';
+      if (unified) await removeTree(join(unified, ownV2, cgroupParent));
     },
   };
 }

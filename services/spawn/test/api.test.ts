@@ -458,3 +458,55 @@ describe('a server on the local provider', () => {
     expect(cloud.body.error.field).toBe('body.user_data');
   });
 });
+
+describe('without sandboxes (e.g. not running as root)', () => {
+  it('says so on /v1/health and refuses to create servers with 503 before any payment', async () => {
+    const { LocalProvider } = await import('../src/providers/local.js');
+    const { createSpawnService } = await import('../src/service.js');
+    const { createLogger } = await import('@agentstack/core');
+    const { PgX402Store, PaymentGate } = await import('@agentstack/x402');
+    const { listen } = await import('@agentstack/x402/testing');
+    const { randomBytes } = await import('node:crypto');
+    const store = new PgX402Store(t.database.pool);
+    const service = createSpawnService({
+      db: t.database.db,
+      gate: new PaymentGate({
+        facilitator: t.bed.facilitator,
+        network: t.bed.devnet.chain.network,
+        payTo: t.bed.devnet.accounts.payee.address,
+        asset: t.bed.devnet.chain.usdc,
+        store,
+        serviceName: 'spawn.sh',
+      }),
+      x402Store: store,
+      provider: new LocalProvider({ manager: undefined, unavailable: 'not running as root', catalog: t.catalog }),
+      catalog: t.catalog,
+      clock: t.clock,
+      log: createLogger({ name: 'unavailable', level: 'silent' }),
+      masterSecret: randomBytes(32),
+    });
+    const server = await listen(service.app);
+    try {
+      const health = await json(await fetch(`${server.url}/v1/health`));
+      expect(health.body).toEqual({
+        status: 'ok',
+        provider: 'local',
+        provider_available: false,
+        reason: 'not running as root',
+      });
+      const create = await json(
+        await fetch(`${server.url}/v1/servers`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ name: 'x', type: 'small', image: 'debian-12', ssh_keys: ['k'] }),
+        }),
+      );
+      expect(create.status).toBe(503);
+      expect(create.body.error).toMatchObject({ code: 'upstream_unavailable' });
+      expect(create.body.error.message).toContain('not running as root');
+    } finally {
+      await server.close();
+      await service.close();
+    }
+  });
+});
