@@ -161,9 +161,23 @@ function serve(forward) {
       return;
     }
     if (forward.mode === 'tcp') {
-      const upstream = net.connect({ host: '127.0.0.1', port: forward.port, allowHalfOpen: true });
-      bridge(connection, upstream);
-      connection.resume();
+      // The server inside may still be starting: retry a refused connection for a few seconds.
+      const deadline = Date.now() + 5000;
+      const attempt = () => {
+        const upstream = net.connect({ host: '127.0.0.1', port: forward.port, allowHalfOpen: true });
+        const refused = (err) => {
+          upstream.destroy();
+          if (err.code === 'ECONNREFUSED' && Date.now() < deadline && !connection.destroyed) setTimeout(attempt, 20);
+          else connection.destroy();
+        };
+        upstream.once('error', refused);
+        upstream.once('connect', () => {
+          upstream.off('error', refused);
+          bridge(connection, upstream);
+          connection.resume();
+        });
+      };
+      attempt();
       return;
     }
     // The command gets one bidirectional socket as both stdin and stdout (inetd daemons such as
@@ -186,10 +200,9 @@ function serve(forward) {
     connection.pipe(socket);
     socket.pipe(connection);
     child.on('error', () => connection.destroy());
-    child.on('exit', () => {
-      running.delete(key);
-      connection.end();
-    });
+    // The connection ends when the command's side of the socket closes (its output is all read by then),
+    // not when the command exits: output can still be in flight at that moment.
+    child.on('exit', () => running.delete(key));
     connection.on('close', () => killGroup(child, 'SIGHUP'));
     connection.resume();
   });
