@@ -659,6 +659,23 @@ export class Servers {
     return { row, secret };
   }
 
+  /**
+   * A server changed state by itself (the provider told us): unless an action is running on it (which will
+   * record the outcome), take the provider's view now rather than at the next reconciliation.
+   */
+  async sync(providerId: string): Promise<void> {
+    const row = await this.deps.db
+      .selectFrom('servers')
+      .selectAll()
+      .where('provider', '=', this.deps.provider.name)
+      .where('provider_id', '=', providerId)
+      .where('status', '<>', 'destroyed')
+      .executeTakeFirst();
+    if (!row || (await actionsSql.running(this.deps.db, row.id))) return;
+    const fresh = await this.deps.provider.get(providerId);
+    if (fresh) await serversSql.update(this.deps.db, row.id, this.fromProvider(fresh));
+  }
+
   /** Re-reads one server from the provider (used by reconciliation). */
   async refresh(serverId: string, server: ProviderServer): Promise<void> {
     await serversSql.update(this.deps.db, serverId, this.fromProvider(server));

@@ -44,6 +44,11 @@ export function createSpawnService(options: SpawnServiceOptions) {
     sender: options.webhookSender ?? new HttpWebhookSender({ allowPrivate: options.allowPrivateWebhooks ?? false }),
     log,
   });
+  provider.watch?.((providerId) => {
+    void servers
+      .sync(providerId)
+      .catch((err) => log.warn({ err, providerId }, 'could not record a server state change'));
+  });
   const runReconcile = (): Promise<ReconcileReport> => reconcile({ db, provider, servers, catalog, clock, log });
   const app = createApp({
     gate: options.gate,

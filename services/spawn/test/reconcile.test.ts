@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createLogger, newId } from '@agentstack/core';
+import { createLogger, newId, waitFor } from '@agentstack/core';
 import { createTestDatabase } from '@agentstack/db/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reconcile } from '../src/reconcile.js';
@@ -41,12 +41,22 @@ afterAll(async () => {
 const status = async (id: string) => (await json(await alice.fetch(`/v1/servers/${id}`))).body.server;
 
 describe('reconciliation with the provider', () => {
-  it('sees a server that stopped behind the service’s back as off', async () => {
+  it('sees at once a server whose processes died behind the service’s back', async () => {
     await (await t.sandboxes.manager.open(ids.one as string)).stop();
-    expect((await status(ids.one as string)).status).toBe('running');
+    await waitFor(async () => (await status(ids.one as string)).status === 'off', { what: 'status off' });
+  });
+
+  it('corrects a row that disagrees with the provider', async () => {
+    await t.database.db
+      .updateTable('servers')
+      .set({ status: 'unknown', ssh_port: 1 })
+      .where('id', '=', ids.two as string)
+      .execute();
     const report = await t.service.reconcile();
     expect(report.updated).toBe(1);
-    expect((await status(ids.one as string)).status).toBe('off');
+    const server = await status(ids.two as string);
+    expect(server.status).toBe('running');
+    expect(server.ssh.port).toBeGreaterThan(1);
   });
 
   it('starts again, at start-up, the servers that were on when the service went down', async () => {

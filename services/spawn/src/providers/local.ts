@@ -85,6 +85,8 @@ export class LocalProvider implements ComputeProvider {
   private readonly arch = process.arch === 'arm64' ? 'arm' : 'x86';
   /** Serialises operations per server (a power action and a destroy must not interleave). */
   private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly watched = new WeakSet<Sandbox>();
+  private listener: ((providerId: string) => void) | undefined;
 
   constructor(private readonly options: LocalProviderOptions) {}
 
@@ -125,9 +127,22 @@ export class LocalProvider implements ComputeProvider {
     return next;
   }
 
+  watch(listener: (providerId: string) => void): void {
+    this.listener = listener;
+  }
+
+  /** Reports every exit of a server's sandbox (its status went to off) to the watcher. */
+  private observe(sandbox: Sandbox): Sandbox {
+    if (!this.watched.has(sandbox)) {
+      this.watched.add(sandbox);
+      sandbox.on('exit', () => this.listener?.(sandbox.id));
+    }
+    return sandbox;
+  }
+
   private async sandbox(providerId: string): Promise<Sandbox> {
     try {
-      return await this.manager.open(providerId);
+      return this.observe(await this.manager.open(providerId));
     } catch (err) {
       if (err instanceof ProviderError) throw err;
       throw new ProviderError(`server ${providerId} does not exist on the local provider`, 'not_found');
@@ -218,6 +233,7 @@ export class LocalProvider implements ComputeProvider {
           [LABEL_PORT]: '0',
         },
       });
+      this.observe(sandbox);
       try {
         await this.boot(sandbox, { keys: input.sshKeys, ...(input.userData ? { userData: input.userData } : {}) });
       } catch (err) {
@@ -242,7 +258,7 @@ export class LocalProvider implements ComputeProvider {
     const servers: ProviderServer[] = [];
     for (const info of await manager.list()) {
       if (info.labels[LABEL_MANAGED] !== MANAGED_BY) continue;
-      servers.push(this.describe(await manager.open(info.id)));
+      servers.push(this.describe(this.observe(await manager.open(info.id))));
     }
     return servers;
   }
@@ -290,15 +306,17 @@ export class LocalProvider implements ComputeProvider {
       const spec = old.spec;
       const labels = { ...old.labels };
       await old.destroy();
-      const fresh = await this.manager.create({
-        id: spec.id,
-        user: spec.user,
-        mountAt: spec.mountAt,
-        hostname: spec.hostname,
-        limits: spec.limits,
-        forwards: spec.forwards,
-        labels: { ...labels, [LABEL_IMAGE]: image },
-      });
+      const fresh = this.observe(
+        await this.manager.create({
+          id: spec.id,
+          user: spec.user,
+          mountAt: spec.mountAt,
+          hostname: spec.hostname,
+          limits: spec.limits,
+          forwards: spec.forwards,
+          labels: { ...labels, [LABEL_IMAGE]: image },
+        }),
+      );
       await this.boot(fresh, { keys: sshKeys, ...(userData ? { userData } : {}) });
     });
   }

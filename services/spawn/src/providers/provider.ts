@@ -122,6 +122,8 @@ export interface ComputeProvider {
   removeSshKey(md5: string): Promise<void>;
   /** Bring the provider up (e.g. restart local servers that were running); called once at start. */
   init(): Promise<void>;
+  /** Calls `listener` when a server changes state by itself (a local server whose processes died). */
+  watch?(listener: (providerId: string) => void): void;
   close(): Promise<void>;
 }
 
