@@ -1,3 +1,7 @@
+import { execFile } from 'node:child_process';
+import { lchown, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { PortInUseError, type Sandbox, type SandboxManager } from '@agentstack/sandbox';
 import type { Catalog, ServerType } from '../catalog.js';
 import {
@@ -31,6 +35,7 @@ const LABEL_IMAGE = 'spawn-image';
 const LABEL_POWER = 'spawn-power';
 const LABEL_PORT = 'spawn-ssh-port';
 const GiB = 1024 * 1024 * 1024;
+const run = promisify(execFile);
 
 export interface LocalProviderOptions {
   /** Undefined when sandboxes cannot run here; `unavailable` says why. */
@@ -45,17 +50,14 @@ export interface LocalProviderOptions {
 }
 
 /**
- * First boot writes the registered keys and the host key and runs user_data (stdin) once, before SSH is
- * served; later boots only make sure the host key exists.
+ * Runs inside at boot, before SSH is served: makes sure the host key exists (the user may have removed it),
+ * and at first boot runs user_data (stdin) once, with a timeout, output in ~/.spawn/.
  */
 const BOOT_SCRIPT = `set -u
 umask 077
-mkdir -p ~/.ssh ~/.spawn
-if [ -n "\${SPAWN_FIRST_BOOT:-}" ]; then
-  printf '%s\\n' "$SPAWN_AUTHORIZED_KEYS" > ~/.ssh/authorized_keys
-fi
-[ -s ${HOST_KEY} ] || dropbearkey -t ed25519 -f ${HOST_KEY} >/dev/null 2>&1 || { echo "cannot create the host key" >&2; exit 70; }
-if [ -n "\${SPAWN_FIRST_BOOT:-}" ] && [ -n "\${SPAWN_HAS_USER_DATA:-}" ]; then
+[ -s ${HOST_KEY} ] || { mkdir -p ~/.ssh && dropbearkey -t ed25519 -f ${HOST_KEY} >/dev/null 2>&1; } || { echo "cannot create the host key" >&2; exit 70; }
+if [ -n "\${SPAWN_USER_DATA_TIMEOUT:-}" ]; then
+  mkdir -p ~/.spawn
   cat > ~/.spawn/user-data
   chmod 700 ~/.spawn/user-data
   if [ "$(head -c 2 ~/.spawn/user-data)" = '#!' ]; then run=~/.spawn/user-data; else run="/bin/sh $HOME/.spawn/user-data"; fi
@@ -165,34 +167,50 @@ export class LocalProvider implements ComputeProvider {
     };
   }
 
+  /**
+   * A fresh server's home (just created: nothing has run in it, so nothing can be planted there) gets its
+   * SSH files from the host: `authorized_keys` and a new host key, owned by the server's uid. Exclusive
+   * creates refuse anything that is already there.
+   */
+  private async provision(sandbox: Sandbox, keys: ProviderSshKey[]): Promise<void> {
+    const dir = join(sandbox.dataDir, '.ssh');
+    const authorized = join(dir, 'authorized_keys');
+    const hostKey = join(sandbox.dataDir, HOST_KEY.replace(/^\/root\//, ''));
+    await mkdir(dir, { mode: 0o700 });
+    await writeFile(authorized, `${keys.map((k) => k.publicKey).join('\n')}\n`, { flag: 'wx', mode: 0o600 });
+    await run('dropbearkey', ['-t', 'ed25519', '-f', hostKey]);
+    for (const path of [dir, authorized, hostKey]) await lchown(path, sandbox.uid, sandbox.uid);
+  }
+
   /** Starts the sandbox on its recorded port (a new one if another process took it meanwhile). */
-  private async boot(sandbox: Sandbox, first?: { keys: ProviderSshKey[]; userData?: string }): Promise<void> {
+  private async boot(sandbox: Sandbox, first?: { userData?: string }): Promise<void> {
     const timeoutMs = this.options.userDataTimeoutMs ?? 300_000;
-    const before = {
-      argv: ['/bin/bash', '-c', BOOT_SCRIPT],
-      env: {
-        SPAWN_USER_DATA_TIMEOUT: `${Math.ceil(timeoutMs / 1000)}s`,
-        ...(first
-          ? { SPAWN_FIRST_BOOT: '1', SPAWN_AUTHORIZED_KEYS: first.keys.map((k) => k.publicKey).join('\n') }
-          : {}),
-        ...(first?.userData ? { SPAWN_HAS_USER_DATA: '1' } : {}),
-      },
-      ...(first?.userData ? { stdin: first.userData } : {}),
-      timeoutMs: timeoutMs + 30_000,
-    };
+    // A first boot without user_data has nothing to do inside: its keys were provisioned from the host.
+    const before =
+      first && !first.userData
+        ? undefined
+        : {
+            argv: ['/bin/bash', '-c', BOOT_SCRIPT],
+            env: (first?.userData ? { SPAWN_USER_DATA_TIMEOUT: `${Math.ceil(timeoutMs / 1000)}s` } : {}) as Record<
+              string,
+              string
+            >,
+            ...(first?.userData ? { stdin: first.userData } : {}),
+            timeoutMs: timeoutMs + 30_000,
+          };
     const recorded = Number(sandbox.labels[LABEL_PORT]) || 0;
     let result: Awaited<ReturnType<Sandbox['start']>>;
     try {
-      result = await sandbox.start({ before, tcpPorts: { ssh: recorded } });
+      result = await sandbox.start({ ...(before ? { before } : {}), tcpPorts: { ssh: recorded } });
     } catch (err) {
       if (!(err instanceof Error && err.cause instanceof PortInUseError)) throw err;
       this.options.log?.warn({ server: sandbox.id, port: recorded }, 'SSH port taken; moving the server to a new port');
-      result = await sandbox.start({ before, tcpPorts: { ssh: 0 } });
+      result = await sandbox.start({ ...(before ? { before } : {}), tcpPorts: { ssh: 0 } });
     }
     if (result.before && result.before.exitCode !== 0) {
       await sandbox.stop({ graceMs: 0 });
       throw new ProviderError(
-        `first boot failed: ${result.before.stderr.trim().slice(0, 300) || 'exit ' + result.before.exitCode}`,
+        `boot failed: ${result.before.stderr.trim().slice(0, 300) || `exit ${result.before.exitCode}`}`,
         'boot_failed',
       );
     }
@@ -235,7 +253,8 @@ export class LocalProvider implements ComputeProvider {
       });
       this.observe(sandbox);
       try {
-        await this.boot(sandbox, { keys: input.sshKeys, ...(input.userData ? { userData: input.userData } : {}) });
+        await this.provision(sandbox, input.sshKeys);
+        await this.boot(sandbox, input.userData ? { userData: input.userData } : {});
       } catch (err) {
         await sandbox.destroy().catch(() => undefined);
         throw err instanceof ProviderError ? err : new ProviderError((err as Error).message, 'create_failed');
@@ -317,7 +336,8 @@ export class LocalProvider implements ComputeProvider {
           labels: { ...labels, [LABEL_IMAGE]: image },
         }),
       );
-      await this.boot(fresh, { keys: sshKeys, ...(userData ? { userData } : {}) });
+      await this.provision(fresh, sshKeys);
+      await this.boot(fresh, userData ? { userData } : {});
     });
   }
 
