@@ -22,6 +22,7 @@ import {
   type CallerVariables,
   type PaidVariables,
   type PaymentGate,
+  SIGNED_REQUEST_GUIDE,
   signedRequest,
   type X402Store,
 } from '@agentstack/x402';
@@ -379,11 +380,7 @@ ${types}
 
 ## Free routes that need a caller (GET /v1/balance, GET /v1/actions/:id)
 
-Sign the request with your wallet (EIP-191 personal_sign) over this text, lines joined by "\\n":
-\`agentstack signed request\`, \`method: GET\`, \`path: /v1/balance\` (with the query string, if any),
-\`timestamp: <unix seconds>\`, \`body-sha256: <hex sha256 of the body, empty for GET>\`; send X-Signer (your
-address), X-Timestamp and X-Signature. Valid for 5 minutes, once: sign every request afresh (two identical
-requests signed in the same second have the same signature, so poll an action at most once a second).
+${SIGNED_REQUEST_GUIDE}
 
 ## Servers
 
