@@ -55,6 +55,14 @@ export const insufficientCredits = (model: string, balanceMicros: bigint, minimu
 export function fromProviderError(err: ProviderError, label: string): ProxyError {
   const said = `${label} said: ${err.providerMessage}`;
   const { status } = err;
+  if (status === 0 && err.options.afterOutput && !err.options.timeout) {
+    return new ProxyError(
+      502,
+      'api_error',
+      'provider_error',
+      `${label}'s answer broke off (${err.providerMessage}). You were not charged.`,
+    );
+  }
   if (status === 0) {
     return err.options.timeout
       ? new ProxyError(504, 'api_error', 'provider_timeout', `${label} did not answer in time. You were not charged.`)

@@ -63,7 +63,7 @@ export class RateLimiter {
     return {
       allowed,
       limit,
-      remaining: Math.max(0, Math.floor(limit - used)),
+      remaining: allowed ? Math.max(0, Math.floor(limit - used)) : 0,
       retryAfterSeconds: allowed ? 0 : retryAfterSeconds({ limit, previous, current, elapsed }),
       resetSeconds: Math.max(1, Math.ceil(60 * (1 - elapsed))),
     };
