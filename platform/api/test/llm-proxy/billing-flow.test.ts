@@ -103,7 +103,8 @@ describe('no overdraft beyond one request', () => {
     // Every balance the ledger ever recorded, in order: never below minus one request's largest hold (in fact
     // never below zero: every hold covered its call).
     const ledger = await tb.ledger(tenantId);
-    const lowest = ledger.reduce((min, e) => (e.balance_after_micros < min ? e.balance_after_micros : min), credit);
+    let lowest = credit;
+    for (const entry of ledger) if (entry.balance_after_micros < lowest) lowest = entry.balance_after_micros;
     expect(lowest).toBeGreaterThanOrEqual(-maxHold);
     expect(lowest).toBeGreaterThanOrEqual(0n);
     // Money adds up: what was credited = what was billed + what is left; every hold was released.
@@ -270,13 +271,11 @@ describe('a provider error costs nothing', () => {
 
   it('a provider that goes silent mid-stream times out and is not billed', async () => {
     const { tenantId, apiKey } = await tb.tenant(1_000_000n);
-    const stream = await tb
-      .client(apiKey)
-      .chat.completions.create({
-        model: 'test-openai',
-        messages: [{ role: 'user', content: 'stalled' }],
-        stream: true,
-      });
+    const stream = await tb.client(apiKey).chat.completions.create({
+      model: 'test-openai',
+      messages: [{ role: 'user', content: 'stalled' }],
+      stream: true,
+    });
     const error = await (async () => {
       for await (const _ of stream) void _;
     })().catch((e) => e);

@@ -11,7 +11,7 @@ import { issueApiKey } from '../../src/api-keys.js';
 import { loadPlatformConfig } from '../../src/config.js';
 import { migrationsDir, type PlatformDB } from '../../src/db.js';
 import { createPlatform, type Platform } from '../../src/platform.js';
-import { type ModelRow, PlatformStore } from '../../src/store.js';
+import { type LedgerRow, type ModelRow, PlatformStore } from '../../src/store.js';
 import { RecordingRequester } from './helpers.js';
 
 /** One aimock server speaking every provider's wire format (OpenAI, Anthropic, Gemini) on one port. */
@@ -82,7 +82,7 @@ export interface ProxyTestbed {
   tenant(creditMicros: bigint): Promise<{ tenantId: string; apiKey: string; userId: string }>;
   client(apiKey: string, options?: Partial<ConstructorParameters<typeof OpenAI>[0]>): OpenAI;
   balance(tenantId: string): Promise<bigint>;
-  ledger(tenantId: string): Promise<PlatformDB['credit_ledger'][]>;
+  ledger(tenantId: string): Promise<LedgerRow[]>;
   usageRows(tenantId: string): Promise<Awaited<ReturnType<typeof usageRows>>>;
   grant(tenantId: string, micros: bigint): Promise<void>;
   stop(): Promise<void>;
