@@ -2,7 +2,16 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, isProcessRunning, type ManagedProcess, newId, startProcess, waitFor, waitForHttp } from '@agentstack/core';
+import { startDemoModel } from '@agentsquads/demo-model';
+import {
+  freePort,
+  isProcessRunning,
+  type ManagedProcess,
+  newId,
+  startProcess,
+  waitFor,
+  waitForHttp,
+} from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import type { LLMock } from '@copilotkit/aimock';
 import OpenAI from 'openai';
@@ -39,7 +48,10 @@ beforeAll(async () => {
   mock = await startAimock({ chunkSize: 4 });
   mock.on(
     { userMessage: 'long story' },
-    { content: 'Once upon a time there was a proxy that billed every token exactly. '.repeat(4), usage: usageFor(30, 70) },
+    {
+      content: 'Once upon a time there was a proxy that billed every token exactly. '.repeat(4),
+      usage: usageFor(30, 70),
+    },
     { latency: 60 },
   );
 });
@@ -165,9 +177,9 @@ describe('main.ts serve: the proxy on its own port', () => {
         what: 'the sweeper to release the hold',
       });
       expect(await balance(tenantId)).toBe(1_000_000n);
-      expect(await database.db.selectFrom('usage_logs').selectAll().where('tenant_id', '=', tenantId).execute()).toEqual(
-        [],
-      );
+      expect(
+        await database.db.selectFrom('usage_logs').selectAll().where('tenant_id', '=', tenantId).execute(),
+      ).toEqual([]);
     } finally {
       await second?.proc.stop();
       await first.proc.stop();
@@ -204,6 +216,54 @@ describe('main.ts serve: the proxy on its own port', () => {
       expect(await balance(tenantId)).toBe(1_000_000n - rows[0]!.cost_micros - rows[0]!.margin_micros);
     } finally {
       await running.proc.stop();
+    }
+  });
+
+  it('with DEMO_MODEL_URL (start --demo): the demo model is added, labelled, streams and is billed', async () => {
+    const demo = await startDemoModel({ port: 0, chunkDelayMs: 10 });
+    const running = await serve({ DEMO_MODEL_URL: demo.url });
+    try {
+      const { tenantId, apiKey } = await tenant(10_000_000n);
+      const client = new OpenAI({ apiKey, baseURL: running.baseURL, maxRetries: 0 });
+      const models = (await client.models.list()).data as unknown as Record<string, unknown>[];
+      // The one model that works offline comes first, labelled as the demo.
+      expect(models[0]).toMatchObject({ id: 'demo', demo: true, available: true, label: 'Demo model (offline)' });
+      const stream = await client.chat.completions.create({
+        model: 'demo',
+        messages: [{ role: 'user', content: 'Show me some code please' }],
+        stream: true,
+        stream_options: { include_usage: true },
+      });
+      const growing: number[] = [];
+      let text = '';
+      let usage: OpenAI.CompletionUsage | undefined;
+      for await (const chunk of stream) {
+        text += chunk.choices[0]?.delta.content ?? '';
+        growing.push(text.length);
+        if (chunk.usage) usage = chunk.usage;
+      }
+      expect(new Set(growing).size).toBeGreaterThan(10);
+      expect(text).toContain('```python');
+      const rows = await database.db.selectFrom('usage_logs').selectAll().where('tenant_id', '=', tenantId).execute();
+      expect(rows).toMatchObject([
+        {
+          model: 'demo',
+          provider: 'demo',
+          input_tokens: usage?.prompt_tokens,
+          output_tokens: usage?.completion_tokens,
+        },
+      ]);
+      expect(await balance(tenantId)).toBe(10_000_000n - rows[0]!.cost_micros - rows[0]!.margin_micros);
+      expect(rows[0]!.cost_micros).toBeGreaterThan(0n);
+      // Other models without their provider say so, and point at the demo model.
+      const error = await client.chat.completions
+        .create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })
+        .catch((e) => e);
+      expect(error.code).toBe('no_provider_configured');
+      expect(error.message).toContain('use the model `demo`');
+    } finally {
+      await running.proc.stop();
+      await demo.stop();
     }
   });
 });
