@@ -188,7 +188,14 @@ export function createProxyApp(deps: ProxyAppDeps): Hono<ProxyEnv> {
   app.post('/v1/chat/completions', async (c) => {
     const identity = c.get('identity');
     const log = c.get('log');
-    const decision = await rateLimiter.hit(identity.tenantId);
+    // Independent of each other: count the request while its body arrives.
+    const [decision, raw] = await Promise.all([
+      rateLimiter.hit(identity.tenantId),
+      readBody(c, settings.maxBodyBytes).then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      ),
+    ]);
     c.header('x-ratelimit-limit-requests', String(decision.limit));
     c.header('x-ratelimit-remaining-requests', String(decision.remaining));
     c.header('x-ratelimit-reset-requests', `${decision.resetSeconds}s`);
@@ -204,8 +211,8 @@ export function createProxyApp(deps: ProxyAppDeps): Hono<ProxyEnv> {
       );
     }
 
-    const raw = await readBody(c, settings.maxBodyBytes);
-    const parsed = chatRequestSchema.safeParse(raw);
+    if ('error' in raw) throw raw.error;
+    const parsed = chatRequestSchema.safeParse(raw.value);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       const param = paramPath(issue.path) || null;

@@ -94,20 +94,20 @@ export class Reservations {
   /** Releases the hold (if still open) and bills the call, together. */
   async settle(reservationId: string, usage: Usage): Promise<Settlement> {
     return this.deps.db.transaction().execute(async (trx) => {
-      const proxyStore = new ProxyStore(trx);
-      const row = await proxyStore.lockReservation(reservationId);
-      if (!row) throw new Error(`hold ${reservationId} not found`);
-      if (row.state === 'settled' || row.state === 'released') {
-        throw new Error(`hold ${reservationId} was already ${row.state}`);
-      }
-      if (row.state === 'open') {
-        await this.postRelease(trx, row.tenant_id, reservationId, row.amount_micros, 'Hold released: request billed');
-        await proxyStore.closeReservation(reservationId, 'settled');
+      const closed = await new ProxyStore(trx).closeLiveReservation(reservationId, 'settled');
+      if (!closed) throw new Error(`hold ${reservationId} was already settled or released`);
+      if (closed.previous === 'open') {
+        await this.postRelease(
+          trx,
+          closed.tenantId,
+          reservationId,
+          closed.amountMicros,
+          'Hold released: request billed',
+        );
       } else {
         // Swept as expired while the call was still running (its process could not renew it): the hold is back
         // already; the call is billed all the same.
         this.deps.log.warn({ reservationId }, 'settling a call whose hold had expired');
-        await proxyStore.closeReservation(reservationId, 'settled');
       }
       const result = await recordUsage(trx, { ...usage, reservationId });
       return {
@@ -121,17 +121,15 @@ export class Reservations {
   /** The call failed: the hold goes back and nothing is billed. */
   async release(reservationId: string): Promise<void> {
     await this.deps.db.transaction().execute(async (trx) => {
-      const proxyStore = new ProxyStore(trx);
-      const row = await proxyStore.lockReservation(reservationId);
-      if (row?.state !== 'open') return;
+      const closed = await new ProxyStore(trx).closeLiveReservation(reservationId, 'released');
+      if (closed?.previous !== 'open') return; // already swept (or closed): nothing to give back twice
       await this.postRelease(
         trx,
-        row.tenant_id,
+        closed.tenantId,
         reservationId,
-        row.amount_micros,
+        closed.amountMicros,
         'Hold released: request failed, not billed',
       );
-      await proxyStore.closeReservation(reservationId, 'released');
     });
   }
 

@@ -44,8 +44,28 @@ export class ProxyStore {
       .executeTakeFirstOrThrow();
   }
 
-  lockReservation(id: string): Promise<ReservationRow | undefined> {
-    return this.db.selectFrom('llm_reservations').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+  /**
+   * Closes an open or expired hold as `state` in one statement (locking it), and returns the state it had:
+   * `open` (its release is still to be posted), `expired` (a sweeper already released it), or undefined when
+   * it was already settled or released (or does not exist).
+   */
+  async closeLiveReservation(
+    id: string,
+    state: Exclude<ReservationState, 'open'>,
+  ): Promise<{ previous: 'open' | 'expired'; tenantId: string; amountMicros: bigint } | undefined> {
+    const result = await sql<{ previous: 'open' | 'expired'; tenant_id: string; amount_micros: string }>`
+      with old as (
+        select id, state, tenant_id, amount_micros from llm_reservations
+        where id = ${id} and state in ('open', 'expired') for update
+      )
+      update llm_reservations r set state = ${state}, closed_at = now()
+      from old where r.id = old.id
+      returning old.state as previous, old.tenant_id, old.amount_micros
+    `.execute(this.db);
+    const row = result.rows[0];
+    return row
+      ? { previous: row.previous, tenantId: row.tenant_id, amountMicros: BigInt(row.amount_micros) }
+      : undefined;
   }
 
   async closeReservation(id: string, state: Exclude<ReservationState, 'open'>): Promise<void> {

@@ -120,7 +120,8 @@ describe('main.ts serve: the proxy on its own port', () => {
   it('without any provider, chat answers a clear "no model provider configured" naming the variables', async () => {
     const { proc, baseURL, proxyUrl } = await serve({});
     try {
-      expect(proc.output()).toMatch(/No model provider is configured/);
+      // pino writes asynchronously: wait for the warning rather than expecting it already flushed.
+      await waitFor(() => /No model provider is configured/.test(proc.output()), { what: 'the warning in the log' });
       const health = (await (await fetch(`${proxyUrl}/health`)).json()) as Record<string, unknown>;
       expect(health).toMatchObject({ status: 'ok', service: 'llm-proxy', demo: false });
       const { tenantId, apiKey } = await tenant(1_000_000n);
