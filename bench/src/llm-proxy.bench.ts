@@ -14,7 +14,8 @@ import { load, percentile, report, SMOKE } from './lib.js';
  * usage row in PostgreSQL) versus calling the same aimock upstream directly. Both run as their own
  * processes, as deployed: aimock in one, `platform/api` `main.ts serve` in another, the client here.
  * Measured: non-streaming latency (p50/p99, one at a time), streaming time to first token and to the end
- * (p50/p99, one at a time), and throughput with 16 calls in flight.
+ * (p50/p99, one at a time), and throughput with 16 calls in flight — from 16 tenants, and from one tenant
+ * (whose calls queue on its credits row: the price of never overdrawing).
  */
 const ANSWER =
   'Benchmarks measure what a proxy adds: authentication, a rate limit, a hold on credits, the upstream call ' +
@@ -61,31 +62,35 @@ export async function main() {
     const proxy = `http://127.0.0.1:${proxyPort}`;
     await waitForHttp(`${proxy}/health`, 10_000);
 
-    // A tenant with plenty of credit, made the way sign-up makes it.
+    // Tenants with plenty of credit, made the way sign-up makes them.
     const database = createDatabase<PlatformDB>({ connectionString: pg.urlFor('platform'), max: 2 });
     const store = new PlatformStore(database.db);
-    const userId = newId('usr');
-    await database.db
-      .insertInto('users')
-      .values({
-        id: userId,
-        name: 'bench',
-        email: `${userId.toLowerCase()}@bench.test`,
-        email_verified: true,
-        image: null,
-        updated_at: new Date(),
-        provider: null,
-        provider_id: null,
-        ban_reason: null,
-        ban_expires: null,
-      })
-      .execute();
-    const tenant = await store.insertTenant(newId('ten'), userId);
-    await store.insertCredits(tenant.id);
-    await store.postLedgerEntry({ tenantId: tenant.id, amountMicros: 1_000_000_000n, kind: 'admin_grant' });
-    const apiKey = await issueApiKey(store, tenant.id);
+    const keys: string[] = [];
+    for (let i = 0; i < 16; i++) {
+      const userId = newId('usr');
+      await database.db
+        .insertInto('users')
+        .values({
+          id: userId,
+          name: 'bench',
+          email: `${userId.toLowerCase()}@bench.test`,
+          email_verified: true,
+          image: null,
+          updated_at: new Date(),
+          provider: null,
+          provider_id: null,
+          ban_reason: null,
+          ban_expires: null,
+        })
+        .execute();
+      const tenant = await store.insertTenant(newId('ten'), userId);
+      await store.insertCredits(tenant.id);
+      await store.postLedgerEntry({ tenantId: tenant.id, amountMicros: 1_000_000_000n, kind: 'admin_grant' });
+      keys.push(await issueApiKey(store, tenant.id));
+    }
     await database.db.destroy();
     await database.pool.end().catch(() => {});
+    const apiKey = keys[0]!;
 
     const targets = {
       proxy: { url: `${proxy}/v1/chat/completions`, headers: { authorization: `Bearer ${apiKey}` } },
@@ -97,10 +102,14 @@ export async function main() {
         messages: [{ role: 'user', content: 'bench' }],
         ...(stream ? { stream: true, stream_options: { include_usage: true } } : {}),
       });
-    async function complete(target: keyof typeof targets) {
+    async function complete(target: keyof typeof targets, key?: string) {
       const res = await fetch(targets[target].url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...targets[target].headers },
+        headers: {
+          'content-type': 'application/json',
+          ...targets[target].headers,
+          ...(key ? { authorization: `Bearer ${key}` } : {}),
+        },
         body: body(false),
       });
       const json = (await res.json()) as { choices?: { message: { content: string } }[] };
@@ -148,7 +157,10 @@ export async function main() {
       }
     }
     const direct1 = await load(() => complete('direct'), { total, concurrency });
-    const proxied = await load(() => complete('proxy'), { total, concurrency });
+    // Many tenants at once (each runtime makes one call at a time) …
+    const proxied = await load((i) => complete('proxy', keys[i % keys.length]), { total, concurrency });
+    // … and one tenant with all calls in flight at once: its holds queue on its one credits row.
+    const oneTenant = await load(() => complete('proxy'), { total, concurrency });
     const direct2 = await load(() => complete('direct'), { total, concurrency });
     const directPerSecond = (direct1.perSecond + direct2.perSecond) / 2;
 
@@ -195,8 +207,15 @@ export async function main() {
           higherIsBetter: false,
         },
         {
-          label: `throughput (${concurrency} in flight)`,
+          label: `throughput, ${concurrency} tenants × 1 in flight`,
           ours: proxied.perSecond,
+          peer: directPerSecond,
+          unit: 'req/s',
+          higherIsBetter: true,
+        },
+        {
+          label: `throughput, 1 tenant × ${concurrency} in flight`,
+          ours: oneTenant.perSecond,
           peer: directPerSecond,
           unit: 'req/s',
           higherIsBetter: true,
@@ -205,7 +224,7 @@ export async function main() {
       notes: [
         `Added latency: p50 ${added(50, latencies)} ms, p99 ${added(99, latencies)} ms (non-streaming); ` +
           `time to first token: p50 ${added(50, ttft)} ms, p99 ${added(99, ttft)} ms.`,
-        `${sequential} sequential calls of each kind per side, then ${total} calls per side with ${concurrency} in flight. ` +
+        `${sequential} sequential calls of each kind per side (one tenant), then ${total} calls per side with ${concurrency} in flight. ` +
           'Every proxied call authenticates, counts against the rate limit, holds and settles credits in PostgreSQL.',
       ],
     });

@@ -223,6 +223,25 @@ describe('bad input is an OpenAI-style 4xx, and costs nothing', () => {
   });
 });
 
+describe('response headers', () => {
+  it('streams and plain answers carry the request id, the rate limit and the output cap', async () => {
+    const { apiKey } = await tb.tenant(1_000_000n);
+    for (const stream of [false, true]) {
+      const res = await fetch(`${tb.baseURL}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}`, 'x-request-id': `req-headers-${stream}` },
+        body: JSON.stringify({ ...hello, stream }),
+      });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(stream ? /^text\/event-stream/ : /^application\/json/);
+      expect(res.headers.get('x-request-id')).toBe(`req-headers-${stream}`);
+      expect(res.headers.get('x-ratelimit-limit-requests')).toBe('100');
+      expect(res.headers.get('x-agentsquads-max-tokens')).toBe('4096');
+      await res.text();
+    }
+  });
+});
+
 describe('GET /v1/models', () => {
   it('lists enabled models with prices, labels the demo one, and retrieves one by name', async () => {
     await tb.store.insertModelIfMissing({
