@@ -47,7 +47,7 @@ function onError(log: Logger) {
 function authenticate(store: PlatformStore): MiddlewareHandler<ProxyEnv> {
   return async (c, next) => {
     const header = c.req.header('authorization') ?? '';
-    const key = header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    const key = /^bearer\s+/i.test(header) ? header.replace(/^bearer\s+/i, '').trim() : '';
     if (!key) {
       throw new ProxyError(
         401,

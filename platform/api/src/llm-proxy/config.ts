@@ -25,8 +25,11 @@ export const proxyConfigShape = {
   LLM_PROXY_MIN_OUTPUT_TOKENS: env.int(16, 1),
   /** Until a provider's response headers (streams) or its whole response (non-streaming calls). */
   LLM_PROXY_UPSTREAM_TIMEOUT_SECONDS: seconds(600, 0.05),
-  /** Longest silence inside a provider's stream before the call counts as failed. */
-  LLM_PROXY_STREAM_IDLE_TIMEOUT_SECONDS: seconds(120, 0.05),
+  /**
+   * Longest silence inside a provider's stream before the call counts as failed (reasoning models can think
+   * for minutes before their first token).
+   */
+  LLM_PROXY_STREAM_IDLE_TIMEOUT_SECONDS: seconds(300, 0.05),
   /**
    * After a streaming client disconnects, the proxy keeps reading the provider's stream (so the call is billed
    * from the provider's own usage) for at most this long, then stops it and bills an estimate of the output.

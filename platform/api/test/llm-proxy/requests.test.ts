@@ -229,7 +229,11 @@ describe('response headers', () => {
     for (const stream of [false, true]) {
       const res = await fetch(`${tb.baseURL}/chat/completions`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}`, 'x-request-id': `req-headers-${stream}` },
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${apiKey}`,
+          'x-request-id': `req-headers-${stream}`,
+        },
         body: JSON.stringify({ ...hello, stream }),
       });
       expect(res.status).toBe(200);
