@@ -10,6 +10,7 @@ import type { ProxySettings } from './config.js';
 import { invalidRequest, ProxyError } from './errors.js';
 import { chatRequestSchema, paramPath } from './openai-schema.js';
 import type { ProviderRegistry } from './providers/registry.js';
+import type { StreamItem } from './providers/types.js';
 import type { LlmProxy } from './proxy.js';
 import type { RateLimiter } from './rate-limit.js';
 import { ProxyStore } from './store.js';
@@ -245,8 +246,14 @@ export function createProxyApp(deps: ProxyAppDeps): Hono<ProxyEnv> {
       const { body } = await call.complete(() => c.req.raw.signal.aborted);
       return c.json(body);
     }
-
-    const items = await call.openStream();
+    // From here the stream pump owns the call; until then a failure must not strand its hold.
+    let items: AsyncIterable<StreamItem>;
+    try {
+      items = await call.openStream();
+    } catch (err) {
+      await call.abandon();
+      throw err;
+    }
     const encoder = new TextEncoder();
     let gone = false;
     let goneListener: (() => void) | undefined;

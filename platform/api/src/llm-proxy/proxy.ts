@@ -175,6 +175,11 @@ export class ProxyCall {
     };
   }
 
+  /** Gives the hold back if the call never got as far as billing (the handler failed around it). */
+  async abandon(): Promise<void> {
+    await this.release('abandoned by the HTTP handler');
+  }
+
   abort(reason: ProxyAbort): void {
     if (!this.controller.signal.aborted) this.controller.abort(reason);
   }
