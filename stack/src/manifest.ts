@@ -14,8 +14,13 @@ const manifestSchema = z.object({
   service: z.string().regex(/^[a-z][a-z0-9-]*$/),
   title: z.string(),
   port: z.object({ env: z.string(), default: z.number().int() }),
-  /** Extra ports the service opens (e.g. SMTP), passed as env with their defaults. */
-  extraPorts: z.array(z.object({ env: z.string(), default: z.number().int(), label: z.string() })).default([]),
+  /**
+   * Extra ports the service opens (e.g. SMTP), passed as env with their defaults. With `urlEnv`, the port serves
+   * HTTP that other services call (e.g. the LLM proxy inside the platform API): every service gets its URL.
+   */
+  extraPorts: z
+    .array(z.object({ env: z.string(), default: z.number().int(), label: z.string(), urlEnv: z.string().optional() }))
+    .default([]),
   /** The env var other services read this one's base URL from, e.g. `WALLET_URL`. */
   urlEnv: z.string(),
   health: z.string().default('/v1/health'),

@@ -97,6 +97,7 @@ export async function startStack(options: StartOptions): Promise<RunningStack> {
     for (const service of services) {
       const port = Number(env[service.port.env] ?? service.port.default);
       await assertPortFree(port, service.port.env);
+      for (const extra of service.extraPorts) await assertPortFree(Number(env[extra.env] ?? extra.default), extra.env);
       ports.set(service.service, port);
     }
     const shared: Record<string, string> = {
@@ -107,7 +108,12 @@ export async function startStack(options: StartOptions): Promise<RunningStack> {
     };
     if (devnet) shared.BASE_RPC_URL = devnet.rpcUrl;
     if (devnet) shared.PAY_TO_ADDRESS = env.PAY_TO_ADDRESS ?? DEVNET_ACCOUNTS.payee.address;
-    for (const service of services) shared[service.urlEnv] = `http://127.0.0.1:${ports.get(service.service)}`;
+    for (const service of services) {
+      shared[service.urlEnv] = `http://127.0.0.1:${ports.get(service.service)}`;
+      for (const extra of service.extraPorts) {
+        if (extra.urlEnv) shared[extra.urlEnv] = `http://127.0.0.1:${Number(env[extra.env] ?? extra.default)}`;
+      }
+    }
 
     const groups = [...new Set(services.map((s) => s.order))];
     for (const order of groups) {
@@ -139,7 +145,11 @@ export async function startStack(options: StartOptions): Promise<RunningStack> {
           ...(item.extraPorts ? { ports: item.extraPorts } : {}),
         };
         if (item.service.service === 'facilitator') endpoints.facilitator = { url: item.url };
-        say(`✓ ${item.service.title.padEnd(24)} ${item.url}`);
+        const extraUrls = item.service.extraPorts
+          .filter((e) => e.urlEnv)
+          .map((e) => `  ${e.label} ${shared[e.urlEnv as string]}`)
+          .join('');
+        say(`✓ ${item.service.title.padEnd(24)} ${item.url}${extraUrls}`);
       }
     }
     if (env.FACILITATOR_URL) endpoints.facilitator = { url: env.FACILITATOR_URL };

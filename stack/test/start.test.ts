@@ -73,6 +73,11 @@ describe('start (the CLI, as a newcomer runs it)', () => {
     expect(supported.status).toBe(200);
     const platformApi = endpoints.services['platform-api'];
     expect((await fetch(`${platformApi?.url}/api/health`)).status).toBe(200);
+    // The LLM proxy is served by the platform API on its own port, and printed with it.
+    const proxyPort = platformApi?.ports?.['llm-proxy'];
+    expect(proxyPort).toBeGreaterThan(0);
+    expect(await (await fetch(`http://127.0.0.1:${proxyPort}/health`)).json()).toMatchObject({ demo: false });
+    expect(proc.output()).toContain(`llm-proxy http://127.0.0.1:${proxyPort}`);
     await waitFor(() => /dev admin .*admin@agentsquads\.local/.test(proc.output()), {
       what: 'the dev admin credentials to be printed',
     });
@@ -124,6 +129,35 @@ describe('startStack', () => {
     stack = await startStack({ dataDir, env, fresh: true });
     expect(await balanceOf(stack.endpoints.devnet?.rpcUrl as string)).toBe(0n);
     await stack.stop();
+  });
+
+  it('--demo runs the demo model server and hands every service its URL and the LLM proxy URL', async () => {
+    const dataDir = await tempDir();
+    const env = { ...process.env, ...(await ports()) };
+    const stack = await startStack({ dataDir, env, demo: true, only: ['demo-model', 'platform-api'] });
+    try {
+      const demo = stack.endpoints.services['demo-model'];
+      expect(demo?.url).toBe(`http://127.0.0.1:${env.DEMO_MODEL_PORT}`);
+      const proxy = `http://127.0.0.1:${env.LLM_PROXY_PORT}`;
+      // The platform API got DEMO_MODEL_URL (its proxy reports the demo upstream) …
+      expect(await (await fetch(`${proxy}/health`)).json()).toMatchObject({ status: 'ok', demo: true });
+      // … and every service got LLM_PROXY_URL and DEMO_MODEL_URL (read from the processes' own environment).
+      for (const name of ['demo-model', 'platform-api']) {
+        const environ = (await readFile(`/proc/${stack.endpoints.services[name]?.pid}/environ`, 'utf8')).split('\0');
+        expect(environ).toContain(`LLM_PROXY_URL=${proxy}`);
+        expect(environ).toContain(`DEMO_MODEL_URL=${demo?.url}`);
+      }
+      const answer = await fetch(`${demo?.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'hello' }] }),
+      });
+      expect(((await answer.json()) as any).choices[0].message.content).toMatch(/demo model/);
+    } finally {
+      await stack.stop();
+    }
+    // Without --demo the demo model does not run.
+    expect(discoverServices().find((s) => s.service === 'demo-model')?.when).toBe('demo');
   });
 
   it('names the variable when a port is taken', async () => {

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { ConfigError, env, loadConfig, parseDollarsToMicros } from '@agentstack/core';
 import { z } from 'zod';
+import { type ProxySettings, proxyConfigShape, proxySettings } from './llm-proxy/config.js';
 
 /** A dollar amount in env (`"10.00"`), read as micro-dollars. */
 const dollars = (fallback: string) =>
@@ -61,6 +62,7 @@ export const platformConfigSchema = z.object({
   OIDC_PROVIDER_NAME: z.string().default('Single sign-on'),
   DEV_ADMIN_EMAIL: z.email().default('admin@agentsquads.local'),
   LOG_LEVEL: env.logLevel(),
+  ...proxyConfigShape,
 });
 
 export type RawPlatformConfig = z.infer<typeof platformConfigSchema>;
@@ -74,6 +76,8 @@ export interface PlatformConfig extends RawPlatformConfig {
   /** OAuth providers with both halves of their credentials configured. */
   socialProviders: SocialProviderCredentials[];
   oidc: { issuer: string; clientId: string; clientSecret: string; name: string } | undefined;
+  /** The LLM proxy's tunables (limits and timeouts) in milliseconds. */
+  proxy: ProxySettings;
 }
 
 export const SOCIAL_PROVIDERS = ['google', 'github', 'facebook', 'twitter', 'linkedin'] as const;
@@ -127,6 +131,7 @@ export function loadPlatformConfig(source: Record<string, string | undefined> = 
     tenantDataDir: resolve(raw.TENANT_DATA_DIR ?? resolve(dataDir, 'tenants')),
     trustedOrigins: [publicOrigin, ...raw.PLATFORM_TRUSTED_ORIGINS.map((o) => new URL(o).origin)],
     socialProviders,
+    proxy: proxySettings(raw),
     oidc:
       raw.OIDC_ISSUER && raw.OIDC_CLIENT_ID && raw.OIDC_CLIENT_SECRET
         ? {

@@ -1,6 +1,6 @@
 import { newId } from '@agentstack/core';
 import type { Transaction } from '@agentstack/db';
-import type { Executor, PlatformDB } from './db.js';
+import type { Executor, PlatformDB, UsageOutcome, UsageSource } from './db.js';
 import { PlatformStore } from './store.js';
 
 export interface Usage {
@@ -16,6 +16,11 @@ export interface Usage {
   marginMicros: bigint;
   conversationId?: string | null;
   requestId?: string | null;
+  /** Whether the token counts are the provider's own (default) or the proxy's estimate. */
+  usageSource?: UsageSource;
+  outcome?: UsageOutcome;
+  /** The LLM proxy's hold this call settled. */
+  reservationId?: string | null;
 }
 
 /**
@@ -45,6 +50,9 @@ export async function recordUsage(
         margin_micros: usage.marginMicros,
         conversation_id: usage.conversationId ?? null,
         request_id: usage.requestId ?? null,
+        usage_source: usage.usageSource ?? 'provider',
+        outcome: usage.outcome ?? 'completed',
+        reservation_id: usage.reservationId ?? null,
       })
       .execute();
     const chargedMicros = usage.costMicros + usage.marginMicros;

@@ -148,7 +148,28 @@ export interface PlatformDB {
     margin_micros: bigint;
     conversation_id: string | null;
     request_id: string | null;
+    usage_source: Generated<UsageSource>;
+    outcome: Generated<UsageOutcome>;
+    reservation_id: string | null;
     created_at: CreatedAt;
+  };
+  llm_reservations: {
+    id: string;
+    tenant_id: string;
+    model: string;
+    amount_micros: bigint;
+    max_output_tokens: number;
+    input_tokens_estimate: number;
+    state: Generated<ReservationState>;
+    request_id: string | null;
+    created_at: CreatedAt;
+    expires_at: Date;
+    closed_at: Date | null;
+  };
+  llm_rate_windows: {
+    tenant_id: string;
+    window_start: Date;
+    requests: number;
   };
 }
 
@@ -165,6 +186,9 @@ export type LedgerKind =
 export type MessageRole = 'user' | 'assistant' | 'system' | 'tool';
 export type Channel = 'web' | 'telegram' | 'whatsapp';
 export type ModelProvider = 'openai' | 'anthropic' | 'google' | 'openai-compatible';
+export type UsageSource = 'provider' | 'estimated';
+export type UsageOutcome = 'completed' | 'client_disconnected' | 'aborted';
+export type ReservationState = 'open' | 'settled' | 'released' | 'expired';
 
 /** Anything queries can run on: the pool-backed Kysely or a transaction of it. */
 export type Executor = Kysely<PlatformDB>;

@@ -1,8 +1,9 @@
-import { runMain, runUntilSignal } from '@agentstack/core';
+import { listenOn, runMain, runUntilSignal } from '@agentstack/core';
 import { migrate } from '@agentstack/db';
 import { loadPlatformConfig } from './config.js';
 import { migrationsDir } from './db.js';
-import { seedModels } from './models.js';
+import { NO_PROVIDER_MESSAGE } from './llm-proxy/providers/registry.js';
+import { ensureDemoModel, seedModels } from './models.js';
 import { createPlatform } from './platform.js';
 import { ensureDevAdmin, seed } from './seed.js';
 
@@ -19,6 +20,8 @@ async function serve() {
   if ((await platform.store.countModels()) === 0) {
     log.info({ models: await seedModels(platform.store) }, 'seeded the models price list');
   }
+  // `start --demo` runs the fixture model server and hands us its URL: make sure the demo model exists.
+  if (config.DEMO_MODEL_URL && (await ensureDemoModel(platform.store))) log.info('added the demo model');
   const devAdmin = await ensureDevAdmin(platform);
   if (devAdmin) log.info({ email: devAdmin.email, file: devAdmin.file }, 'dev admin (local only)');
   log.info(
@@ -29,13 +32,29 @@ async function serve() {
     },
     'auth configured',
   );
+  const providers = (['openai', 'anthropic', 'google', 'openai-compatible'] as const).filter((p) =>
+    platform.providers.available({ provider: p, demo: false }),
+  );
+  if (providers.length === 0 && !platform.providers.demo) log.warn(NO_PROVIDER_MESSAGE);
+  else log.info({ providers, demo: platform.providers.demo }, 'LLM providers configured');
+  platform.startBackground();
+  const proxyServer = await listenOn(platform.proxyApp, {
+    port: config.LLM_PROXY_PORT,
+    hostname: config.LLM_PROXY_HOST,
+  });
+  log.info({ url: proxyServer.url }, 'llm-proxy listening');
   await runUntilSignal({
     app: platform.app,
     port: config.PLATFORM_API_PORT,
     hostname: config.PLATFORM_API_HOST,
     log,
     name: 'platform-api',
-    onShutdown: () => platform.close(),
+    onShutdown: async () => {
+      // Calls in flight are stopped and billed for what they produced before the listener goes.
+      await platform.proxy.close();
+      await proxyServer.close();
+      await platform.close();
+    },
   });
 }
 

@@ -79,6 +79,40 @@ export const SEED_MODELS: {
 
 export const DEFAULT_MARKUP_PCT = 30;
 
+/**
+ * The offline demo model (`pnpm stack start --demo`): served by the fixture model server whatever the row's
+ * provider says (see llm-proxy/providers/registry.ts), labelled as a demo everywhere. It is priced like gpt-4o
+ * so the demo shows real billing: a turn costs about a cent.
+ */
+export const DEMO_MODEL = {
+  name: 'demo',
+  displayName: 'Demo model (offline)',
+  provider: 'openai-compatible' as ModelProvider,
+  upstreamModel: 'demo',
+  inputPerMillionMicros: 2_500_000n,
+  outputPerMillionMicros: 10_000_000n,
+  contextWindow: 128_000,
+  maxOutputTokens: 4_096,
+};
+
+/** Inserts the demo model row unless one exists (an admin's edits to it are kept). Returns whether it was added. */
+export function ensureDemoModel(store: PlatformStore): Promise<boolean> {
+  return store.insertModelIfMissing({
+    id: newId('mdl'),
+    name: DEMO_MODEL.name,
+    display_name: DEMO_MODEL.displayName,
+    provider: DEMO_MODEL.provider,
+    upstream_model: DEMO_MODEL.upstreamModel,
+    provider_cost_input_per_m_micros: DEMO_MODEL.inputPerMillionMicros,
+    provider_cost_output_per_m_micros: DEMO_MODEL.outputPerMillionMicros,
+    markup_pct: DEFAULT_MARKUP_PCT,
+    enabled: true,
+    demo: true,
+    context_window: DEMO_MODEL.contextWindow,
+    max_output_tokens: DEMO_MODEL.maxOutputTokens,
+  });
+}
+
 /** Inserts the seed models that are missing; returns the names inserted. */
 export async function seedModels(store: PlatformStore): Promise<string[]> {
   const inserted: string[] = [];

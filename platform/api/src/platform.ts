@@ -5,6 +5,12 @@ import { type Auth, createAuth } from './auth.js';
 import type { PlatformConfig } from './config.js';
 import { Conversations } from './conversations.js';
 import { type PlatformDB, TransactionScopedKysely } from './db.js';
+import { createProxyApp } from './llm-proxy/app.js';
+import { ProviderRegistry } from './llm-proxy/providers/registry.js';
+import { LlmProxy } from './llm-proxy/proxy.js';
+import { RateLimiter } from './llm-proxy/rate-limit.js';
+import { Reservations } from './llm-proxy/reservations.js';
+import { ProxyStore } from './llm-proxy/store.js';
 import { TenantProvisioner } from './provisioning.js';
 import { LoggingRuntimeRequester, type TenantRuntimeRequester } from './runtime-requester.js';
 import { resolveSecrets } from './secrets.js';
@@ -15,7 +21,7 @@ import { TenantLifecycle } from './tenants.js';
 /**
  * Everything the platform's HTTP apps share, built once per process: the database, Better Auth, the
  * stores and the seams to other components. The platform API (`app`) is one Hono app over it; the LLM
- * proxy will be a second one over the same dependencies, served on its own port by main.ts.
+ * proxy (`proxyApp`) is a second one over the same dependencies, served on its own port by main.ts.
  */
 export interface Platform {
   config: PlatformConfig;
@@ -29,6 +35,12 @@ export interface Platform {
   lifecycle: TenantLifecycle;
   conversations: Conversations;
   app: ReturnType<typeof createApp>;
+  providers: ProviderRegistry;
+  reservations: Reservations;
+  proxy: LlmProxy;
+  proxyApp: ReturnType<typeof createProxyApp>;
+  /** Starts the proxy's background work: renewing holds of calls in flight, sweeping expired holds. */
+  startBackground(): void;
   close(): Promise<void>;
 }
 
@@ -48,8 +60,10 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
   });
   // Same pool, through a Kysely that exposes the current transaction to Better Auth's hooks.
   const db = new TransactionScopedKysely(database.pool, (err) => log.error({ err }, 'after-commit task failed'));
+  let stopBackground = async () => {};
   // Kysely ends a pool only if it ever used it, and `database.db` never is: end the pool ourselves.
   const close = async () => {
+    await stopBackground();
     await db.destroy();
     if (!database.pool.ended) await database.pool.end();
   };
@@ -63,6 +77,30 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
     const lifecycle = new TenantLifecycle({ db, requester, tenantDataDir: config.tenantDataDir, log });
     const conversations = new Conversations(db);
     const app = createApp({ config, log, db, store, auth, serviceTokens, lifecycle, conversations });
+
+    const settings = config.proxy;
+    const providers = new ProviderRegistry(config, settings);
+    const reservations = new Reservations({ db, ttlMs: settings.reservationTtlMs, log });
+    const proxy = new LlmProxy({ store, providers, reservations, settings, log });
+    const rateLimiter = new RateLimiter(db, settings.rateLimitPerMinute);
+    const proxyApp = createProxyApp({ db, store, proxy, providers, rateLimiter, settings, log });
+    let sweeper: NodeJS.Timeout | undefined;
+    const startBackground = () => {
+      proxy.start();
+      if (sweeper) return;
+      const proxyStore = new ProxyStore(db);
+      sweeper = setInterval(() => {
+        reservations
+          .sweepExpired()
+          .then(() => proxyStore.pruneRateWindows())
+          .catch((err) => log.error({ err }, 'LLM proxy sweep failed'));
+      }, settings.sweepIntervalMs);
+      sweeper.unref();
+    };
+    stopBackground = async () => {
+      clearInterval(sweeper);
+      await proxy.close();
+    };
     return {
       config,
       log,
@@ -75,6 +113,11 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
       lifecycle,
       conversations,
       app,
+      providers,
+      reservations,
+      proxy,
+      proxyApp,
+      startBackground,
       close,
     };
   } catch (err) {

@@ -258,9 +258,14 @@ export class PlatformStore {
     const ledger = await this.db
       .selectFrom('credit_ledger')
       .select([
-        sql<string>`coalesce(sum(amount_micros) filter (where amount_micros > 0), 0)`.as('credited'),
+        // Holds of the LLM proxy and their releases are not money credited or spent: leave them out.
+        sql<string>`coalesce(sum(amount_micros) filter (where amount_micros > 0 and kind <> 'reservation_release'), 0)`.as(
+          'credited',
+        ),
         sql<string>`coalesce(sum(amount_micros) filter (where kind = 'purchase'), 0)`.as('purchased'),
-        sql<string>`coalesce(-sum(amount_micros) filter (where amount_micros < 0), 0)`.as('debited'),
+        sql<string>`coalesce(-sum(amount_micros) filter (where amount_micros < 0 and kind <> 'reservation'), 0)`.as(
+          'debited',
+        ),
       ])
       .where('tenant_id', '=', tenantId)
       .executeTakeFirstOrThrow();

@@ -61,6 +61,7 @@ describe('Better Auth against our hand-written schema', () => {
       '002_tenants.sql',
       '003_conversations.sql',
       '004_models_usage.sql',
+      '005_llm_proxy.sql',
     ]);
   });
 });
