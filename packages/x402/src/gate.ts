@@ -55,7 +55,16 @@ export interface PaidRouteOptions {
    */
   settle: Settlement;
   description?: string;
-  /** Undo a reversible effect whose payment then failed to settle. */
+  /**
+   * Runs once the payment is verified (payer known) and before anything settles or the handler runs: the
+   * place to refuse a request (403, 409, 422…) without charging for it, or to reserve what the handler needs.
+   * Throwing releases the payment unsettled.
+   */
+  precheck?: (c: Context) => Promise<void>;
+  /**
+   * Undo what `precheck` or a reversible handler did when the payment then failed to settle (both orders).
+   * Not called when the request never got that far.
+   */
   onSettleFailure?: (c: Context) => Promise<void>;
   /**
    * Supplies a payment when the request carries none (e.g. wallet.sh paying a managed wallet's own fee for a
@@ -242,9 +251,22 @@ export class PaymentGate {
         );
       };
 
+      if (route.precheck) {
+        try {
+          await route.precheck(c);
+        } catch (err) {
+          await this.options.store.releasePayment(claimId);
+          if (scope) await this.options.store.abandonIdempotent(scope);
+          throw err;
+        }
+      }
+
       if (route.settle === 'first') {
         const settled = await settle();
-        if (!settled.success) return fail(settled);
+        if (!settled.success) {
+          if (route.onSettleFailure) await route.onSettleFailure(c);
+          return fail(settled);
+        }
         payment.transaction = settled.transaction;
         await next();
         c.res.headers.set('PAYMENT-RESPONSE', encodePaymentResponseHeader(settled));

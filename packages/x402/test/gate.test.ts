@@ -1,5 +1,5 @@
 import { signTransferAuthorization } from '@agentstack/chain';
-import { type CoreVariables, errorHandler, notFoundHandler, parseUsdc, validate } from '@agentstack/core';
+import { AppError, type CoreVariables, errorHandler, notFoundHandler, parseUsdc, validate } from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import {
   decodePaymentRequiredHeader,
@@ -22,6 +22,8 @@ let server: Awaited<ReturnType<typeof listen>>;
 let payee: `0x${string}`;
 let effects = 0;
 let failingEffects = 0;
+const prechecks: string[] = [];
+let internalPayer: ReturnType<PaymentTestbed['payingFetch']> | undefined;
 
 function buildApp(gate: PaymentGate) {
   const app = new Hono<{ Variables: PaidVariables & CoreVariables }>();
@@ -42,6 +44,38 @@ function buildApp(gate: PaymentGate) {
     failingEffects += 1;
     return c.json({ error: { code: 'upstream_unavailable', message: 'provider down', status: 503 } }, 503);
   });
+  app.post(
+    '/v1/guarded',
+    gate.paid({
+      price: 3_000n,
+      settle: 'first',
+      precheck: async (c) => {
+        prechecks.push(c.get('payer'));
+        if (c.req.header('x-refuse')) throw new AppError('conflict', 'refused before charging', 409);
+      },
+    }),
+    (c) => {
+      effects += 1;
+      return c.json({ ok: true }, 201);
+    },
+  );
+  app.get(
+    '/v1/internal',
+    gate.paid({
+      price: 1_000n,
+      settle: 'after-success',
+      internalPayment: async (_c, requirements) => {
+        if (!internalPayer) return undefined;
+        const required = {
+          x402Version: 2,
+          resource: { url: 'internal', mimeType: 'application/json' },
+          accepts: [requirements],
+        };
+        return internalPayer.client.createPaymentPayload(required as any);
+      },
+    }),
+    (c) => c.json({ payer: c.get('payer') }),
+  );
   app.post(
     '/v1/priced',
     validate('json', z.object({ amount: z.string() })),
@@ -331,6 +365,37 @@ describe('x402 through packages/x402 on the devnet, paid by the official @x402/f
     expect(effects).toBe(before + 1);
     expect(await bed.balance(payer.address)).toBe(995_000n);
     void paying;
+  });
+});
+
+describe('precheck and internal payments', () => {
+  it('runs precheck with the verified payer before settling; a refusal charges nothing', async () => {
+    const payer = await bed.fundedAccount(1_000_000n);
+    const client = bed.payingFetch(payer);
+    const before = effects;
+    const refused = await client.fetch(`${server.url}/v1/guarded`, { method: 'POST', headers: { 'x-refuse': '1' } });
+    expect(refused.status).toBe(409);
+    expect(refused.headers.get('payment-response')).toBeNull();
+    expect(await bed.balance(payer.address)).toBe(1_000_000n);
+    expect(effects).toBe(before);
+    expect(prechecks.at(-1)).toBe(payer.address);
+
+    const accepted = await client.fetch(`${server.url}/v1/guarded`, { method: 'POST' });
+    expect(accepted.status).toBe(201);
+    expect(await bed.balance(payer.address)).toBe(997_000n);
+    expect(effects).toBe(before + 1);
+  });
+
+  it('pays with an internal payment when the request carries none, and answers 402 when there is none', async () => {
+    internalPayer = undefined;
+    expect((await fetch(`${server.url}/v1/internal`)).status).toBe(402);
+    const account = await bed.fundedAccount(1_000_000n);
+    internalPayer = bed.payingFetch(account);
+    const res = await fetch(`${server.url}/v1/internal`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ payer: account.address });
+    expect(res.headers.get('payment-response')).not.toBeNull();
+    expect(await bed.balance(account.address)).toBe(999_000n);
   });
 });
 
