@@ -12,7 +12,7 @@ interface Received {
   path: string;
 }
 
-let database: TestDatabase;
+let database: TestDatabase<unknown>;
 let server: Server;
 let baseUrl: string;
 const received: Received[] = [];
