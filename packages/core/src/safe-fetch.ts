@@ -160,15 +160,17 @@ interface Hop {
   body: Buffer | undefined;
 }
 
-export function createSafeFetch(options: SafeFetchOptions = {}): SafeFetch {
+/**
+ * The check `createSafeFetch` runs on every hop, on its own: resolves a URL's host once and returns the one
+ * address to connect to, or throws `BlockedDestinationError`. Use it to refuse a URL before doing anything
+ * (e.g. before charging for a request).
+ */
+export function createDestinationCheck(
+  options: Pick<SafeFetchOptions, 'allowHosts' | 'resolve'> = {},
+): (url: URL) => Promise<ResolvedAddress> {
   const allow = new Set((options.allowHosts ?? []).map((h) => h.trim().toLowerCase()).filter(Boolean));
   const resolve = options.resolve ?? systemResolver;
-  const maxRedirects = options.maxRedirects ?? 5;
-  const maxBytes = options.maxResponseBytes ?? 5 * 1024 * 1024;
-  const timeoutMs = options.timeoutMs ?? 30_000;
-
-  /** Resolves and vets one URL's host; returns the one address to connect to. */
-  async function destination(url: URL): Promise<ResolvedAddress> {
+  return async (url) => {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') {
       throw new BlockedDestinationError(url.href, 'only http and https URLs are allowed');
     }
@@ -190,7 +192,14 @@ export function createSafeFetch(options: SafeFetchOptions = {}): SafeFetch {
       if (bad) throw new BlockedDestinationError(url.href, 'resolves to a non-public address', bad.address);
     }
     return addresses[0]!;
-  }
+  };
+}
+
+export function createSafeFetch(options: SafeFetchOptions = {}): SafeFetch {
+  const destination = createDestinationCheck(options);
+  const maxRedirects = options.maxRedirects ?? 5;
+  const maxBytes = options.maxResponseBytes ?? 5 * 1024 * 1024;
+  const timeoutMs = options.timeoutMs ?? 30_000;
 
   function send(hop: Hop, target: ResolvedAddress, signal: AbortSignal): Promise<IncomingMessage> {
     const pinned: LookupFunction = (_hostname, opts, callback) => {
