@@ -210,8 +210,9 @@ export const store = {
             .where('wallet', '=', wallet)
             .where('method', '=', 'swap')
             .where('status', 'in', ['intent', 'submitted'])
-            .where(sql<boolean>`jsonb_array_length(steps) = 0 or not exists (
-                select 1 from jsonb_array_elements(steps) s where s->>'stage' = 'pull' and s->>'done' = 'true')`)
+            .where(
+              sql<boolean>`not exists (select 1 from jsonb_array_elements(steps) s where s->>'stage' = 'pull' and s->>'done' = 'true')`,
+            )
             .executeTakeFirstOrThrow()
         : { sum: '0' };
     return BigInt(row.sum) + BigInt(swaps.sum);
