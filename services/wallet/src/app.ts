@@ -621,7 +621,8 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
               const signed = await ctx.gateway.signTx(account, request, nonce);
               return { rawTx: signed.raw, txHash: signed.hash, details: { ...swapDetails, nonce: signed.nonce } };
             } catch (err) {
-              if (err instanceof ChainError && err.kind === 'reverted') return { failure: err.reason, details: swapDetails };
+              if (err instanceof ChainError && err.kind === 'reverted')
+                return { failure: err.reason, details: swapDetails };
               throw err;
             }
           },

@@ -12,8 +12,10 @@ import type { KeyVault } from './keys.js';
 export interface TestHooks {
   afterIntent?: (entryId: string) => Promise<void>;
   afterSubmit?: (entryId: string) => Promise<void>;
-  /** Runs between a swap's quote and its submission (a test moves the price here). */
-  beforeSwap?: () => Promise<void>;
+  /** Runs before a swap re-checks its quote (a test moves the price here: the service refuses to submit). */
+  beforeSwapQuote?: () => Promise<void>;
+  /** Runs after a swap was signed and recorded, before it is sent (a test moves the price: the chain refuses). */
+  beforeSwapSend?: () => Promise<void>;
 }
 
 /** Sends notification email (relay.sh in production; anything with this shape in tests). */

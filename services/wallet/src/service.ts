@@ -155,7 +155,8 @@ export async function createWalletService(
     }
   }
 
-  const hooks: TestHooks = { ...overrides.hooks };
+  // The caller's object itself: a test sets and clears hooks on it while the service runs.
+  const hooks: TestHooks = overrides.hooks ?? {};
   if (config.WALLET_TEST_PAUSE_AT) {
     // Test-only: announce the point and hang, so a test can SIGKILL the process exactly there.
     const hang = (point: string) => async (entryId: string) => {

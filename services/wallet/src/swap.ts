@@ -237,7 +237,7 @@ export async function runSwap(
     return refund(ctx, current, steps, 'the swap reverted (price moved past maxSlippageBps or deadline)', true, waitMs);
   }
 
-  if (ctx.hooks.beforeSwap) await ctx.hooks.beforeSwap();
+  if (ctx.hooks.beforeSwapQuote) await ctx.hooks.beforeSwapQuote();
   const amountIn = BigInt(current.amount);
   const minOut = BigInt(details.minOut);
   const deadline = BigInt(details.deadline);
@@ -273,6 +273,7 @@ export async function runSwap(
   swap = { stage: 'swap', hash: signed.hash, raw: signed.raw };
   steps.push(swap);
   current = await saveSteps(ctx, current, steps, { tx_hash: signed.hash });
+  if (ctx.hooks.beforeSwapSend) await ctx.hooks.beforeSwapSend();
   const sent = await sendStep(ctx, swap, waitMs);
   if (sent.dropped) return refund(ctx, current, steps, 'the swap transaction was refused', false, waitMs);
   if (!sent.receipt) return current;

@@ -47,7 +47,11 @@ export interface WalletBed {
 export interface BedOptions {
   env?: Record<string, string>;
   mailer?: Mailer;
-  resolve?: Parameters<typeof createWalletService>[1] extends infer O ? O extends { resolve?: infer R } ? R : never : never;
+  resolve?: Parameters<typeof createWalletService>[1] extends infer O
+    ? O extends { resolve?: infer R }
+      ? R
+      : never
+    : never;
   /** Reuse a running chain + facilitator (several services in one file). */
   shared?: { bed: PaymentTestbed; uniswap: UniswapV2Deployment };
 }
@@ -135,7 +139,12 @@ export interface Owner {
   account: PrivateKeyAccount;
   client: PayingFetch;
   /** JSON request through the official @x402/fetch client. */
-  call(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }>;
+  call(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers?: Record<string, string>,
+  ): Promise<{ status: number; body: any; headers: Headers }>;
 }
 
 export async function makeOwner(w: WalletBed, usdc = 50_000_000n): Promise<Owner> {
@@ -199,6 +208,8 @@ export async function agentCall(
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-export const fund = (w: WalletBed, to: `0x${string}`, usdc: bigint) => fundUsdc({ rpcUrl: w.bed.devnet.rpcUrl, to, amount: usdc });
-export const fundEthTo = (w: WalletBed, to: `0x${string}`, wei: bigint) => fundEth({ rpcUrl: w.bed.devnet.rpcUrl, to, amount: wei });
+export const fund = (w: WalletBed, to: `0x${string}`, usdc: bigint) =>
+  fundUsdc({ rpcUrl: w.bed.devnet.rpcUrl, to, amount: usdc });
+export const fundEthTo = (w: WalletBed, to: `0x${string}`, wei: bigint) =>
+  fundEth({ rpcUrl: w.bed.devnet.rpcUrl, to, amount: wei });
 export const ethBalance = (w: WalletBed, address: `0x${string}`) => w.publicClient.getBalance({ address });

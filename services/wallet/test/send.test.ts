@@ -241,7 +241,9 @@ describe('send', () => {
     }
     const state = await owner.call('GET', `/v1/wallets/${wallet.address}`);
     expect(state.body.safety.paused).toEqual([expect.objectContaining({ scope: 'send', source: 'breaker' })]);
-    expect(state.body.safety.breakers).toEqual([expect.objectContaining({ scope: 'send', consecutiveFailures: 3, threshold: 3 })]);
+    expect(state.body.safety.breakers).toEqual([
+      expect.objectContaining({ scope: 'send', consecutiveFailures: 3, threshold: 3 }),
+    ]);
     const refused = await owner.call('POST', `/v1/wallets/${wallet.address}/send`, { to: stranger(), amount: '1' });
     expect(refused.status).toBe(409);
     expect(refused.body.error.details.pausedBy).toBe('breaker');
@@ -279,11 +281,11 @@ describe('send', () => {
       // Agents cannot even spend fees while the switch is on.
       const agent = await agentCall(killed, wallet.agentToken, 'GET', `/v1/wallets/${wallet.address}`);
       expect(agent.status).toBe(409);
-      expect((await fetch(`${killed.url}/v1/health`).then((r) => r.json()) as any).killSwitch.engaged).toBe(true);
+      expect(((await fetch(`${killed.url}/v1/health`).then((r) => r.json())) as any).killSwitch.engaged).toBe(true);
       expect((await op({ engaged: false })).status).toBe(200);
-      expect((await owner.call('POST', `/v1/wallets/${wallet.address}/send`, { to: stranger(), amount: '1' })).status).toBe(
-        200,
-      );
+      expect(
+        (await owner.call('POST', `/v1/wallets/${wallet.address}/send`, { to: stranger(), amount: '1' })).status,
+      ).toBe(200);
     } finally {
       await killed.stop();
     }
