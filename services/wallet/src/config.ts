@@ -87,6 +87,8 @@ export const walletConfigSchema = z.object({
   WALLET_PAY_TIMEOUT_MS: env.int(30_000, 100),
   WALLET_PAY_MAX_RESPONSE_BYTES: env.int(1024 * 1024, 1024),
   WALLET_PAY_MAX_REDIRECTS: env.int(5, 0),
+  /** How long a request holds its Idempotency-Key before a retry may take over (its process died). */
+  WALLET_IDEMPOTENCY_LEASE_MS: env.int(5 * 60_000, 1_000),
   /** How long a send waits for its receipt before answering 202 with the journal entry. */
   WALLET_CONFIRM_TIMEOUT_MS: env.int(30_000, 100),
   WALLET_INDEXER_INTERVAL_MS: env.int(5_000, 10),

@@ -218,6 +218,7 @@ export async function createWalletService(
     asset: chain.usdc,
     store: new PgX402Store(database.pool),
     serviceName: 'wallet.sh',
+    idempotencyLeaseMs: config.WALLET_IDEMPOTENCY_LEASE_MS,
     log,
   });
   const { app } = buildApp({
