@@ -15,16 +15,20 @@ const WALLETS_PER_QUERY = 200;
 /**
  * Reads USDC Transfer logs into managed wallets. One pass covers what happened since the last one; the
  * cursor row is locked with SKIP LOCKED, so with several replicas one indexes while the others move on.
- * A fresh deployment starts at the current block (wallets created here hold nothing before that).
+ * A fresh deployment starts at the block it first ran at (`startIndexing`): its wallets did not exist before.
  */
+export async function startIndexing(ctx: Ctx): Promise<void> {
+  const latest = await ctx.gateway.blockNumber();
+  await ctx.db
+    .insertInto('indexer_state')
+    .values({ name: INDEXER, last_block: latest })
+    .onConflict((oc) => oc.column('name').doNothing())
+    .execute();
+}
+
 export async function indexIncoming(ctx: Ctx, maxSpans = 20): Promise<number> {
   const latest = await ctx.gateway.blockNumber();
   return withTransaction<WalletDB, number>(ctx.db, async (trx) => {
-    await trx
-      .insertInto('indexer_state')
-      .values({ name: INDEXER, last_block: latest > 0n ? latest - 1n : 0n })
-      .onConflict((oc) => oc.column('name').doNothing())
-      .execute();
     const state = await trx
       .selectFrom('indexer_state')
       .selectAll()

@@ -34,7 +34,7 @@ import type { Ctx, Mailer, TestHooks } from './context.js';
 import type { WalletDB } from './db.js';
 import { reconcilePending } from './execute.js';
 import { expireFundRequests } from './funding.js';
-import { indexIncoming } from './history.js';
+import { indexIncoming, startIndexing } from './history.js';
 import { InstanceLock } from './instance.js';
 import { KeyVault } from './keys.js';
 import { sendDueEmails } from './notify.js';
@@ -221,6 +221,7 @@ export async function createWalletService(
     idempotencyLeaseMs: config.WALLET_IDEMPOTENCY_LEASE_MS,
     log,
   });
+  await startIndexing(ctx);
   const { app } = buildApp({
     ctx,
     gate,
