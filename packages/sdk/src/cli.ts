@@ -6,9 +6,12 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import type { LocalAccount } from 'viem';
 import { type CreatedWallet, WalletApiError, WalletClient } from './client.js';
-import { createKeystore, KeystoreError, unlockKeystore } from './keystore.js';
-import { createPolicyFetch, FileUsageLedger, PolicyDeniedError } from './paying-fetch.js';
-import { EMPTY_POLICY, type Policy, policyFromJson, policyToJson } from './policy.js';
+import type { Policy } from './policy.js';
+
+// Only what a command needs is loaded: agent commands start without viem or the x402 client.
+const keystoreModule = () => import('./keystore.js');
+const payingModule = () => import('./paying-fetch.js');
+const policyModule = () => import('./policy.js');
 
 const USAGE = `wallet — agent wallets on wallet.sh, from a shell
 
@@ -135,6 +138,7 @@ async function main(argv: string[]) {
   let owner: LocalAccount | undefined;
   const ownerAccount = async () => {
     if (!keystorePath) return undefined;
+    const { unlockKeystore } = await keystoreModule();
     owner ??= await unlockKeystore(keystorePath, await password(`keystore password for ${keystorePath}: `));
     return owner;
   };
@@ -153,9 +157,11 @@ async function main(argv: string[]) {
     const url = baseUrl(profile);
     await warnIfDevnet(url);
     const account = await ownerAccount();
-    const client = account
-      ? new WalletClient({ baseUrl: url, fetch: createPolicyFetch({ account, policy: EMPTY_POLICY }).fetch })
-      : new WalletClient({ baseUrl: url, agentToken: profile.agentToken });
+    let client: WalletClient;
+    if (account) {
+      const [{ createPolicyFetch }, { EMPTY_POLICY }] = await Promise.all([payingModule(), policyModule()]);
+      client = new WalletClient({ baseUrl: url, fetch: createPolicyFetch({ account, policy: EMPTY_POLICY }).fetch });
+    } else client = new WalletClient({ baseUrl: url, agentToken: profile.agentToken });
     return { client, asOwner: Boolean(account) };
   };
 
@@ -240,6 +246,7 @@ async function main(argv: string[]) {
       const { client, asOwner } = await clientFor(profile);
       if (args[0] === 'set') {
         if (!asOwner) throw new UsageError('setting the policy is for the owner: pass --keystore <owner keystore>');
+        const { policyFromJson, policyToJson } = await policyModule();
         const policy: Policy = values['json-policy']
           ? policyFromJson(JSON.parse(values['json-policy']))
           : policyFromJson({
@@ -279,6 +286,10 @@ async function main(argv: string[]) {
       if (values.local) {
         const account = await ownerAccount();
         if (!account) throw new UsageError('--local pays with a local key: pass --keystore');
+        const [{ createPolicyFetch, FileUsageLedger }, { policyFromJson }] = await Promise.all([
+          payingModule(),
+          policyModule(),
+        ]);
         const policy = policyFromJson(await readJson(join(home, 'policy.json'), {}));
         const paying = createPolicyFetch({
           account,
@@ -322,6 +333,7 @@ async function main(argv: string[]) {
       if (args[0] !== 'new') throw new UsageError('usage: wallet keystore new [--keystore PATH]');
       const path = keystorePath ?? join(home, 'keystore.json');
       const secret = await password(`new keystore password for ${path}: `);
+      const { createKeystore } = await keystoreModule();
       const { address } = await createKeystore(path, secret);
       out(`keystore ${path} (mode 0600)\naddress  ${address}`, { path, address });
       return 0;
@@ -342,7 +354,7 @@ main(process.argv.slice(2)).then(
       console.error(`error ${err.status} ${err.code}${err.field ? ` (${err.field})` : ''}: ${err.message}`);
       process.exit(1);
     }
-    if (err instanceof PolicyDeniedError || err instanceof KeystoreError) {
+    if (err instanceof Error && (err.name === 'PolicyDeniedError' || err.name === 'KeystoreError')) {
       console.error(err.message);
       process.exit(1);
     }

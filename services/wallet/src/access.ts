@@ -24,8 +24,7 @@ export async function agentFromHeader(ctx: Ctx, header: string | undefined): Pro
   const match = /^Bearer\s+(\S+)$/i.exec(header.trim());
   if (!match) throw unauthorized('Authorization must be "Bearer <agentToken>"');
   const wallet = await store.walletByAgentToken(ctx.db, hashToken(match[1]!));
-  if (!wallet || wallet.status !== 'active')
-    throw unauthorized('this agent token is not valid (revoked, or never issued)');
+  if (wallet?.status !== 'active') throw unauthorized('this agent token is not valid (revoked, or never issued)');
   return wallet;
 }
 

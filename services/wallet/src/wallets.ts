@@ -335,7 +335,8 @@ export async function setNotifications(
     if (targetId) await ctx.outbox.deleteTarget(targetId);
     targetId = null;
     if (input.webhookUrl !== null) {
-      const secret = input.webhookSecret ?? (generated = `whsec_${randomToken(40)}`);
+      if (input.webhookSecret === undefined) generated = `whsec_${randomToken(40)}`;
+      const secret = input.webhookSecret ?? generated!;
       const target = await ctx.outbox.createTarget({
         owner: wallet.address,
         url: input.webhookUrl,

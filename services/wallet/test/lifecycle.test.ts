@@ -46,7 +46,10 @@ describe('history', () => {
     const pages: any[] = [];
     let cursor: string | null = null;
     do {
-      const res = await owner.call('GET', `/v1/wallets/${wallet.address}/history?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      const res = await owner.call(
+        'GET',
+        `/v1/wallets/${wallet.address}/history?limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+      );
       pages.push(...res.body.items);
       cursor = res.body.nextCursor;
     } while (cursor);
@@ -121,7 +124,11 @@ describe('notifications', () => {
       events: ['fund_request.created'],
     });
     expect(ok.status).toBe(200);
-    expect(ok.body.webhook).toMatchObject({ url: 'http://127.0.0.1:9/hook', events: ['fund_request.created'], status: 'active' });
+    expect(ok.body.webhook).toMatchObject({
+      url: 'http://127.0.0.1:9/hook',
+      events: ['fund_request.created'],
+      status: 'active',
+    });
     expect(ok.body.webhook.secret).toBeUndefined(); // the caller chose it: not echoed
     const removed = await owner.call('PUT', `/v1/wallets/${wallet.address}/notifications`, { webhookUrl: null });
     expect(removed.body.webhook).toBeNull();
@@ -137,7 +144,10 @@ describe('deactivate', () => {
     const to = stranger();
     const res = await owner.call('DELETE', `/v1/wallets/${wallet.address}?sweepTo=${to}`);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ status: 'deactivated', sweep: { kind: 'sweep', status: 'confirmed', amount: '4.20' } });
+    expect(res.body).toMatchObject({
+      status: 'deactivated',
+      sweep: { kind: 'sweep', status: 'confirmed', amount: '4.20' },
+    });
     expect(await w.bed.balance(to)).toBe(4_200_000n);
     expect(await w.bed.balance(wallet.address)).toBe(0n);
     expect((await agentCall(w, wallet.agentToken, 'GET', `/v1/wallets/${wallet.address}`)).status).toBe(401);

@@ -159,7 +159,9 @@ describe('sweeps and executors across replicas', () => {
       created_at: now,
       updated_at: now,
     });
-    const takers = await Promise.all([1n, 2n, 3n, 4n].map((me) => store.takeEntry(w.service.ctx.db, entry.id, 42n, me)));
+    const takers = await Promise.all(
+      [1n, 2n, 3n, 4n].map((me) => store.takeEntry(w.service.ctx.db, entry.id, 42n, me)),
+    );
     expect(takers.filter(Boolean)).toHaveLength(1);
   });
 });
