@@ -203,7 +203,7 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
       caller: agent.address,
       feeSettled: true,
       policy: true,
-      details: { route: `${c.req.method} ${c.req.routePath}`, fromBlock: (await ctx.gateway.blockNumber()).toString() },
+      details: { route: `${c.req.method} ${c.req.routePath}`, fromBlock: (await ctx.gateway.recentBlock()).toString() },
       prepare: async () => ({ auth }),
     });
     c.set('feeEntry', entry);
@@ -341,10 +341,12 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
     } else if (entry.status !== 'failed') {
       entry = (await store.updateEntry(ctx.db, entry.id, { fee_settled: true }, ctx.clock.now())) ?? entry;
     }
+    let latest = entry;
     try {
-      return await execute(ctx, entry);
+      latest = await execute(ctx, entry, undefined, { resumed: c.get('resumed') });
+      return latest;
     } finally {
-      await release(ctx, entry);
+      await release(ctx, latest);
     }
   };
 
@@ -579,7 +581,7 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
                 body.amountAtomic,
                 deadlineSeconds,
               ),
-              details: { ...details, fromBlock: (await ctx.gateway.blockNumber()).toString() },
+              details: { ...details, fromBlock: (await ctx.gateway.recentBlock()).toString() },
             }),
           });
           return;

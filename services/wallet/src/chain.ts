@@ -169,29 +169,20 @@ export class ChainGateway {
     });
   }
 
-  /** Simulates a call; a revert becomes a ChainError with the revert reason. */
-  async simulate(from: Address, request: TxRequest): Promise<void> {
-    try {
-      await this.client.call({ account: from, to: request.to, data: request.data, value: request.value });
-    } catch (err) {
-      if (unavailable(err)) throw new ChainError('chain unavailable', chainReason(err), 'unavailable');
-      throw new ChainError(`would revert: ${chainReason(err)}`, chainReason(err), 'reverted');
-    }
-  }
-
   /**
    * Signs a transaction of `account` without sending it, so it can be recorded first and re-broadcast after a
    * crash. Simulates and estimates first (a revert throws and consumes no nonce).
    */
   async signTx(account: LocalAccount, request: TxRequest, nonce?: number): Promise<SignedTx> {
-    await this.simulate(account.address, request);
+    // Estimating gas executes the call: a revert shows up here, before any nonce is taken.
     let gas: bigint;
     try {
       gas = await this.client.estimateGas({ account: account.address, ...request });
     } catch (err) {
+      if (unavailable(err)) throw new ChainError('chain unavailable', chainReason(err), 'unavailable');
       throw new ChainError(`would revert: ${chainReason(err)}`, chainReason(err), 'reverted');
     }
-    const fees = await this.client.estimateFeesPerGas();
+    const fees = await this.fees();
     const chosen =
       nonce ??
       (account.nonceManager
@@ -211,11 +202,31 @@ export class ChainGateway {
     return { raw, hash: keccak256(raw), nonce: chosen };
   }
 
+  private feeCache: { at: number; value: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }> } | undefined;
+
+  /** EIP-1559 fees, shared for a second (one block on Base) by every transaction being signed. */
+  fees(): Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }> {
+    const now = Date.now();
+    if (!this.feeCache || now - this.feeCache.at > 1_000) {
+      const value = this.client.estimateFeesPerGas().catch((err) => {
+        this.feeCache = undefined;
+        throw err;
+      });
+      this.feeCache = { at: now, value };
+    }
+    return this.feeCache.value;
+  }
+
+  /** A recent block number (cached for a second): a lower bound for log searches. */
+  recentBlock(): Promise<bigint> {
+    return this.client.getBlockNumber({ cacheTime: 1_000 });
+  }
+
   /** Upper bound of what a transaction may cost in gas (for "needs ETH for gas" checks). */
   async maxGasCost(from: Address, request: TxRequest): Promise<bigint> {
     const [gas, fees] = await Promise.all([
       this.client.estimateGas({ account: from, ...request }).catch(() => 100_000n),
-      this.client.estimateFeesPerGas(),
+      this.fees(),
     ]);
     return ((gas * 12n) / 10n + 10_000n) * fees.maxFeePerGas;
   }

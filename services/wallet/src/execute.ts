@@ -83,6 +83,8 @@ export async function markFailed(
 
 /** Gives an entry back to the reconciler (executor NULL) once this request stops driving it. */
 export async function release(ctx: Ctx, entry: JournalRow): Promise<void> {
+  // Final entries were released when they became final.
+  if (entry.status === 'confirmed' || entry.status === 'failed') return;
   await ctx.db
     .updateTable('journal')
     .set({ executor: null })
@@ -112,12 +114,13 @@ async function pauseAt(ctx: Ctx, point: 'afterIntent' | 'afterSubmit', entryId: 
 }
 
 /** USDC moved by an EIP-3009 authorization that the service's gas account submits (the wallet needs no ETH). */
-async function runRelay(ctx: Ctx, entry: JournalRow, waitMs: number): Promise<JournalRow> {
+async function runRelay(ctx: Ctx, entry: JournalRow, waitMs: number, { resumed = false } = {}): Promise<JournalRow> {
   let current = entry;
   const auth = current.auth!;
   if (current.status === 'intent' || !current.tx_hash) {
     await pauseAt(ctx, 'afterIntent', current.id);
-    if (await ctx.gateway.authorizationUsed(auth.from as Address, auth.nonce as Hex)) {
+    // A fresh authorization cannot have been used yet; one picked up again might have been.
+    if (resumed && (await ctx.gateway.authorizationUsed(auth.from as Address, auth.nonce as Hex))) {
       return confirmFromChain(ctx, current);
     }
     if (BigInt(auth.validBefore) <= BigInt(Math.floor(ctx.clock.now().getTime() / 1000))) {
@@ -178,11 +181,12 @@ export async function execute(
   ctx: Ctx,
   entry: JournalRow,
   waitMs = ctx.settings.confirmTimeoutMs,
+  { resumed = false }: { resumed?: boolean } = {},
 ): Promise<JournalRow> {
   if (entry.status === 'confirmed' || entry.status === 'failed') return entry;
   switch (entry.method) {
     case 'relay3009':
-      return runRelay(ctx, entry, waitMs);
+      return runRelay(ctx, entry, waitMs, { resumed });
     case 'rawtx':
       return runRaw(ctx, entry, waitMs);
     case 'swap':
@@ -215,7 +219,7 @@ export async function reconcileEntry(ctx: Ctx, entry: JournalRow): Promise<Journ
       if (!entry.fee_settled) {
         return markFailed(ctx, entry, 'interrupted before the route fee settled; nothing was sent', { onChain: false });
       }
-      return runRelay(ctx, { ...entry, status: 'intent' }, ctx.settings.confirmTimeoutMs);
+      return runRelay(ctx, { ...entry, status: 'intent' }, ctx.settings.confirmTimeoutMs, { resumed: true });
     }
     case 'rawtx': {
       const receipt = await ctx.gateway.receipt(entry.tx_hash as Hash);

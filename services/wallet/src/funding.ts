@@ -180,7 +180,7 @@ export async function approvalReservation(
   },
 ): Promise<Reservation> {
   const { request } = input;
-  const fromBlock = (await ctx.gateway.blockNumber()).toString();
+  const fromBlock = (await ctx.gateway.recentBlock()).toString();
   const guard = {
     guard: async (trx: Parameters<NonNullable<Reservation['guard']>>[0]) => {
       const locked = await store.lockFundRequest(trx, request.id);

@@ -193,7 +193,7 @@ export async function payOnBehalf(
   const account = ctx.keys.account(wallet.address, wallet.sealed_key);
   const { payload, auth } = await signX402Payment(account, ctx.gateway, { ...required, accepts: [offer] });
   const amount = BigInt(offer.amount);
-  const fromBlock = await ctx.gateway.blockNumber();
+  const fromBlock = await ctx.gateway.recentBlock();
   const { entry } = await reserve(ctx, {
     wallet: wallet.address,
     kind: 'pay',

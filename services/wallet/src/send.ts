@@ -105,7 +105,7 @@ export async function sendReservation(
       method: 'relay3009',
       prepare: async () => ({
         auth: await signUsdcTransfer(ctx, account, to, amount),
-        details: { to, fromBlock: (await ctx.gateway.blockNumber()).toString() },
+        details: { to, fromBlock: (await ctx.gateway.recentBlock()).toString() },
       }),
     };
   }
@@ -147,4 +147,33 @@ export async function sendReservation(
       }
     },
   };
+}
+
+/**
+ * A whole send outside HTTP (library use, benchmarks): the policy decision and journal intent, then the
+ * relay and receipt, as the route does after its fee settled.
+ */
+export async function sendNow(
+  ctx: Ctx,
+  input: {
+    wallet: WalletRow;
+    to: Address;
+    asset: Asset;
+    amount: bigint;
+    actor: 'owner' | 'agent';
+    caller: string;
+    idempotencyRef?: string;
+  },
+) {
+  const { reserve } = await import('./reserve.js');
+  const { execute, release } = await import('./execute.js');
+  const { entry } = await reserve(ctx, {
+    ...(await sendReservation(ctx, { ...input, kind: 'send' })),
+    feeSettled: true,
+  });
+  try {
+    return await execute(ctx, entry);
+  } finally {
+    await release(ctx, entry);
+  }
 }

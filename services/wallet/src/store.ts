@@ -190,7 +190,10 @@ export const store = {
     };
   },
 
-  /** USDC promised by entries not yet final: the on-chain balance minus this is what can still be spent. */
+  /**
+   * What entries not yet final will still take out of the wallet: the on-chain balance minus this is what can
+   * be spent. A USDC→ETH swap holds its input only until its pull has happened (then the chain shows it).
+   */
   async pendingOutgoing(db: Db, wallet: string, asset: 'USDC' | 'ETH'): Promise<bigint> {
     const row = await db
       .selectFrom('journal')
@@ -199,23 +202,12 @@ export const store = {
       .where('asset', '=', asset)
       .where('direction', '=', 'out')
       .where('status', 'in', ['intent', 'submitted'])
-      .where('method', '<>', 'swap')
+      .where(
+        sql<boolean>`(method <> 'swap' or not exists (
+          select 1 from jsonb_array_elements(steps) s where s->>'stage' = 'pull' and s->>'done' = 'true'))`,
+      )
       .executeTakeFirstOrThrow();
-    // USDC→ETH swaps hold their input until the pull has happened: count those by stage.
-    const swaps =
-      asset === 'USDC'
-        ? await db
-            .selectFrom('journal')
-            .select(sql<string>`coalesce(sum(amount), 0)`.as('sum'))
-            .where('wallet', '=', wallet)
-            .where('method', '=', 'swap')
-            .where('status', 'in', ['intent', 'submitted'])
-            .where(
-              sql<boolean>`not exists (select 1 from jsonb_array_elements(steps) s where s->>'stage' = 'pull' and s->>'done' = 'true')`,
-            )
-            .executeTakeFirstOrThrow()
-        : { sum: '0' };
-    return BigInt(row.sum) + BigInt(swaps.sum);
+    return BigInt(row.sum);
   },
 
   /** Highest nonce among this wallet's own not-yet-final raw transactions. */
