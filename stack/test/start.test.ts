@@ -10,6 +10,7 @@ import { createPublicClient, http } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Endpoints, isAlive } from '../src/endpoints.js';
+import { discoverServices } from '../src/manifest.js';
 import { startStack } from '../src/start.js';
 
 const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
@@ -25,8 +26,11 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
+/** Free ports for the devnet and every service the stack discovers, so tests never collide with a running stack. */
 async function ports() {
-  return { DEVNET_PORT: String(await freePort()), FACILITATOR_PORT: String(await freePort()) };
+  const env: Record<string, string> = { DEVNET_PORT: String(await freePort()) };
+  for (const service of discoverServices()) env[service.port.env] = String(await freePort());
+  return env;
 }
 
 describe('start (the CLI, as a newcomer runs it)', () => {
@@ -62,6 +66,10 @@ describe('start (the CLI, as a newcomer runs it)', () => {
     // Everything answers.
     const supported = await fetch(`${endpoints.facilitator?.url}/supported`);
     expect(supported.status).toBe(200);
+    // wallet.sh runs, with the devnet's Uniswap deployed for its swaps.
+    expect(endpoints.devnet?.uniswap?.router).toMatch(/^0x[0-9a-fA-F]{40}$/);
+    const wallet = await fetch(`${endpoints.services.wallet?.url}/v1/health`);
+    expect(await wallet.json()).toMatchObject({ status: 'ok', chain: 'devnet' });
     const client = new pg.Client({
       connectionString: `postgres://postgres:postgres@127.0.0.1:${endpoints.database?.port}/postgres`,
     });
