@@ -32,23 +32,13 @@ export async function markConfirmed(
   hash: string | null,
   details: Record<string, unknown> = {},
 ): Promise<JournalRow> {
-  const now = ctx.clock.now();
-  const updated = await store.updateEntry(
+  const updated = await store.confirmEntry(
     ctx.db,
     entry.id,
-    {
-      status: 'confirmed',
-      tx_hash: hash ?? entry.tx_hash,
-      details: json({ ...entry.details, ...details }),
-      error: null,
-      executor: null,
-      finished_at: now,
-    },
-    now,
-    { statusIn: ['intent', 'submitted'] },
+    { txHash: hash, details: json({ ...entry.details, ...details }) },
+    ctx.clock.now(),
+    scopeOf(entry),
   );
-  const scope = scopeOf(entry);
-  if (updated && scope) await store.breakerSuccess(ctx.db, entry.wallet, scope, now);
   return updated ?? (await store.getEntry(ctx.db, entry.id)) ?? entry;
 }
 

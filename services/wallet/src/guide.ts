@@ -35,7 +35,8 @@ call: a retry with the same key returns the first answer and is never charged or
 - The owner: the payer of the first paid request that carries \`X-Claim-Token: <claimToken>\` (single use; an
   expired or used token is refused with a 4xx naming the header). The owner can do everything.
 - The agent: sends \`Authorization: Bearer <agentToken>\` and no payment header. Its route fees are paid from the
-  managed wallet itself (the service signs them) and count toward the policy's daily total. It may send, swap,
+  managed wallet itself (the service signs them) and count toward the policy's daily total (so once maxPerDay is
+  used up, even the agent's reads are refused until 00:00 UTC; the owner still reads). It may send, swap,
   pay, ask for funds and read; owner-only routes (policy, pause/resume, delete, notifications, token rotation,
   approving funding requests) answer 403. A managed wallet that owns other wallets acts as their owner with its
   own agent token.

@@ -74,39 +74,34 @@ export async function reserve(ctx: Ctx, r: Reservation): Promise<{ entry: Journa
     }
     if (wallet.status !== 'active') throw walletDeactivated();
     if (r.guard) await r.guard(trx);
-    const operator = await store.operatorState(trx);
-    if (ctx.settings.killSwitchFromEnv || operator.kill_switch) {
+    const payTo = r.kind === 'pay' ? (r.counterparty ?? undefined) : undefined;
+    const needsBalance = (r.asset === 'USDC' && r.direction === 'out') || r.usdcOut > 0n;
+    // The chain read runs while the database answers the rest.
+    const [inputs, balance] = await Promise.all([
+      store.decisionInputs(trx, r.wallet, utcDay(now), {
+        ...((r.kind === 'send' || r.kind === 'fund') && r.counterparty ? { recipient: r.counterparty } : {}),
+        ...(r.service ? { host: r.service } : {}),
+        ...(payTo ? { payTo } : {}),
+      }),
+      needsBalance ? ctx.gateway.usdcBalance(r.wallet as Address) : undefined,
+    ]);
+    if (ctx.settings.killSwitchFromEnv || inputs.killSwitch.engaged) {
       return {
         kind: 'denied',
-        error: killSwitchEngaged(operator.reason ?? (ctx.settings.killSwitchFromEnv ? 'WALLET_KILL_SWITCH' : null)),
+        error: killSwitchEngaged(
+          inputs.killSwitch.reason ?? (ctx.settings.killSwitchFromEnv ? 'WALLET_KILL_SWITCH' : null),
+        ),
       };
     }
     if (r.scope) {
-      const pauses = await store.pauses(trx, r.wallet);
-      const pause = pauses.find((p) => p.scope === 'all') ?? pauses.find((p) => p.scope === r.scope);
+      const pause = inputs.pauses.find((p) => p.scope === 'all') ?? inputs.pauses.find((p) => p.scope === r.scope);
       if (pause) return { kind: 'denied', error: walletPaused(pause.scope, pause.reason, pause.source) };
     }
-
-    let available: bigint | undefined;
-    if (r.asset === 'USDC' && r.direction === 'out') {
-      const [balance, pending] = await Promise.all([
-        ctx.gateway.usdcBalance(r.wallet as Address),
-        store.pendingOutgoing(trx, r.wallet, 'USDC'),
-      ]);
-      available = balance - pending;
-    } else if (r.usdcOut > 0n) {
-      available =
-        (await ctx.gateway.usdcBalance(r.wallet as Address)) - (await store.pendingOutgoing(trx, r.wallet, 'USDC'));
-    }
+    const available = balance === undefined ? undefined : balance - inputs.pendingUsdc;
 
     if (r.policy) {
       const policy = policyFromJson(wallet.policy);
-      const payTo = r.kind === 'pay' ? (r.counterparty ?? undefined) : undefined;
-      const usage = await store.usage(trx, r.wallet, utcDay(now), {
-        ...(r.kind === 'send' && r.counterparty ? { recipient: r.counterparty } : {}),
-        ...(r.service ? { host: r.service } : {}),
-        ...(payTo ? { payTo } : {}),
-      });
+      const usage = inputs.usage;
       const decision = evaluatePolicy(
         policy,
         {

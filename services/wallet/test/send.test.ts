@@ -90,6 +90,17 @@ describe('send', () => {
     expect(broke.body.error.code).toBe('insufficient_funds');
     expect(broke.body.error.message).toMatch(/ETH.*gas/);
     await fundEthTo(w, wallet.address, parseEther('1'));
+    // The policy's USDC limits apply to ETH at the pool's price (~2,500 USDC per ETH here).
+    await owner.call('PUT', `/v1/wallets/${wallet.address}/policy`, { maxPerTx: '100' });
+    const overLimit = await owner.call('POST', `/v1/wallets/${wallet.address}/send`, {
+      to,
+      amount: '0.25',
+      asset: 'ETH',
+    });
+    expect(overLimit.status).toBe(422);
+    expect(overLimit.body.error.details.rule).toBe('maxPerTx');
+    expect(overLimit.body.error.message).toMatch(/62\d\.\d+ USDC exceeds maxPerTx 100\.00/);
+    await owner.call('PUT', `/v1/wallets/${wallet.address}/policy`, {});
     const sent = await owner.call('POST', `/v1/wallets/${wallet.address}/send`, { to, amount: '0.25', asset: 'ETH' });
     expect(sent.status).toBe(200);
     expect(sent.body).toMatchObject({ asset: 'ETH', amount: '0.25', amountAtomic: parseEther('0.25').toString() });
