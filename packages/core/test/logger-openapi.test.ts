@@ -44,7 +44,8 @@ describe('logger', () => {
       'wallet secrets',
     );
     const walletLine = JSON.stringify(lines.find((l) => l.msg === 'wallet secrets'));
-    for (const secret of ['v1.a.b.c', 'v1.d.e.f', 'whsec_1', 'wsc_1', 'wsc_2']) expect(walletLine).not.toContain(secret);
+    for (const secret of ['v1.a.b.c', 'v1.d.e.f', 'whsec_1', 'wsc_1', 'wsc_2'])
+      expect(walletLine).not.toContain(secret);
 
     const fresh = await app.request('/x', { headers: { 'x-request-id': 'bad id with spaces\n' } });
     expect(fresh.headers.get('x-request-id')).toMatch(/^req_[0-9A-Za-z]{20}$/);
