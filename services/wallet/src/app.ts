@@ -1,5 +1,4 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { uniswapV2RouterAbi } from '@agentstack/chain';
 import {
   AppError,
   buildLlmsTxt,
@@ -15,7 +14,6 @@ import {
   paginationQuery,
   type Resolver,
   requestLogger,
-  upstreamUnavailable,
   utcDay,
   validate,
 } from '@agentstack/core';
@@ -24,7 +22,6 @@ import type { PaidVariables, PaymentGate } from '@agentstack/x402';
 import { getConnInfo } from '@hono/node-server/conninfo';
 import type { PaymentRequirements } from '@x402/core/types';
 import { type Context, Hono, type MiddlewareHandler } from 'hono';
-import { type Address, encodeFunctionData, type Hash } from 'viem';
 import type { z } from 'zod';
 import { type Access, accessTo, agentFromHeader, type Caller, CLAIM_HEADER, type Role, undoClaim } from './access.js';
 import {
@@ -47,7 +44,6 @@ import {
   swapBody,
 } from './api.js';
 import { killSwitch, pauseWallet, resumeWallet, safetyState, setKillSwitch } from './breaker.js';
-import { ChainError } from './chain.js';
 import type { Ctx } from './context.js';
 import type { FundRequestRow, JournalRow, StoredAuthorization, WalletRow } from './db.js';
 import { killSwitchEngaged, policyViolation, transactionFailed, walletPaused } from './errors.js';
@@ -59,15 +55,18 @@ import {
   createFundRequest,
   denyFundRequest,
   fundRequestView,
+  listFundRequests,
   settleApproval,
 } from './funding.js';
 import { llmsGuide } from './guide.js';
 import { history, indexIncoming } from './history.js';
+import { emailLog } from './notify.js';
 import { checkPayHeaders, checkPayUrl, payOnBehalf } from './pay.js';
 import { type Reservation, reserve } from './reserve.js';
-import { ethValue, formatEth, sendReservation, signUsdcTransfer } from './send.js';
+import { sendReservation } from './send.js';
 import { type OpScope, store } from './store.js';
-import { type SwapDetails, swapOutput } from './swap.js';
+import { swapReservation, swapView } from './swap.js';
+import { entryView } from './views.js';
 import {
   createWallet,
   deactivateWallet,
@@ -97,29 +96,6 @@ type C = Context<{ Variables: Vars }>;
 // Hono's `valid()` is typed from the route's validators; handlers here read it through this one cast.
 const valid = <S extends z.ZodType>(c: C, target: 'json' | 'param' | 'query', _schema: S) =>
   (c.req.valid as (t: string) => unknown)(target) as z.output<S>;
-
-/** Journal entry as the API shows it. */
-export function entryView(entry: JournalRow) {
-  const atomic = BigInt(entry.amount);
-  const { nonce: _n, fromBlock: _f, ...details } = entry.details;
-  return {
-    id: entry.id,
-    kind: entry.kind,
-    direction: entry.direction,
-    asset: entry.asset,
-    amount: entry.asset === 'ETH' ? formatEth(atomic) : formatUsdc(atomic),
-    amountAtomic: atomic.toString(),
-    counterparty: entry.counterparty,
-    service: entry.service,
-    status: entry.status,
-    txHash: entry.tx_hash,
-    error: entry.error,
-    actor: entry.actor,
-    createdAt: entry.created_at.toISOString(),
-    finishedAt: entry.finished_at?.toISOString() ?? null,
-    details,
-  };
-}
 
 /** 200 confirmed, 202 still pending (history shows the end), 422 failed on-chain. */
 function respondEntry(c: C, entry: JournalRow, view: Record<string, unknown> = entryView(entry)) {
@@ -477,31 +453,6 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
 
   // --- 6. swap ------------------------------------------------------------------------------------------
 
-  const swapView = async (entry: JournalRow) => {
-    const details = entry.details as unknown as SwapDetails;
-    let out = details.amountOut !== undefined ? BigInt(details.amountOut) : undefined;
-    if (out === undefined && entry.status === 'confirmed' && entry.tx_hash) {
-      const receipt = await ctx.gateway.receipt(entry.tx_hash as Hash);
-      out = receipt ? swapOutput(receipt) : undefined;
-    }
-    const fmtOut = (v: bigint) => (details.direction === 'USDC->ETH' ? formatEth(v) : formatUsdc(v));
-    const from = details.direction === 'USDC->ETH' ? 'USDC' : 'ETH';
-    return {
-      ...entryView(entry),
-      from,
-      to: from === 'USDC' ? 'ETH' : 'USDC',
-      amountIn: entryView(entry).amount,
-      amountInAtomic: entry.amount,
-      quotedOut: fmtOut(BigInt(details.quotedOut)),
-      quotedOutAtomic: details.quotedOut,
-      minOut: fmtOut(BigInt(details.minOut)),
-      minOutAtomic: details.minOut,
-      amountOut: out === undefined ? null : fmtOut(out),
-      amountOutAtomic: out === undefined ? null : out.toString(),
-      maxSlippageBps: details.maxSlippageBps,
-    };
-  };
-
   app.post(
     '/v1/wallets/:address/swap',
     validate('param', addressParam),
@@ -515,125 +466,25 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
         const wallet = c.get('wallet');
         const body = valid(c, 'json', swapBody);
         await assertOpenScope(wallet, 'swap');
-        let router: Address;
-        let weth: Address;
-        try {
-          ({ router, weth } = await ctx.gateway.uniswap());
-        } catch (err) {
-          if (err instanceof ChainError) throw upstreamUnavailable(`swaps are unavailable: ${err.message}`);
-          throw err;
-        }
-        const usdcIn = body.from === 'USDC';
-        const path = usdcIn ? [ctx.gateway.usdc, weth] : [weth, ctx.gateway.usdc];
-        let quoted: bigint;
-        try {
-          quoted = await ctx.gateway.quote(body.amountAtomic, path);
-        } catch (err) {
-          throw new AppError(
-            'swap_unavailable',
-            `no quote for this swap: ${(err as Error).message.slice(0, 200)}`,
-            422,
-            {
-              field: 'body.amount',
-            },
-          );
-        }
-        const minOut = (quoted * BigInt(10_000 - body.maxSlippageBps)) / 10_000n;
-        if (minOut === 0n) throw invalidRequest('amount is too small to swap', 'body.amount');
-        const deadlineSeconds = BigInt(body.deadlineSeconds ?? ctx.settings.swapDeadlineSeconds);
-        const deadline = BigInt(Math.floor(ctx.clock.now().getTime() / 1000)) + deadlineSeconds;
-        const details: SwapDetails = {
-          direction: usdcIn ? 'USDC->ETH' : 'ETH->USDC',
-          path,
-          quotedOut: quoted.toString(),
-          minOut: minOut.toString(),
-          deadline: deadline.toString(),
-          maxSlippageBps: body.maxSlippageBps,
-        };
-        const swapDetails = details as unknown as Record<string, unknown>;
-        const account = ctx.keys.account(wallet.address, wallet.sealed_key);
         const ref = idempotencyRef(c);
-        const common = {
-          wallet: wallet.address,
-          kind: 'swap' as const,
-          scope: 'swap' as const,
-          direction: 'out' as const,
-          amount: body.amountAtomic,
-          actor: actorOf(c),
-          caller: c.get('caller').address,
-          ...(ref ? { idempotencyRef: ref } : {}),
-          feeSettled: false,
-          policy: true,
-        };
-        if (usdcIn) {
-          await reserveOp(c, {
-            ...common,
-            asset: 'USDC',
-            usdcValue: body.amountAtomic,
-            usdcOut: body.amountAtomic,
-            counterparty: router.toLowerCase(),
-            method: 'swap',
-            prepare: async () => ({
-              auth: await signUsdcTransfer(
-                ctx,
-                account,
-                ctx.gateway.relayer.address,
-                body.amountAtomic,
-                deadlineSeconds,
-              ),
-              details: { ...details, fromBlock: (await ctx.gateway.recentBlock()).toString() },
-            }),
-          });
-          return;
-        }
-        const value = await ethValue(ctx, wallet, body.amountAtomic);
-        await reserveOp(c, {
-          ...common,
-          asset: 'ETH',
-          usdcValue: value,
-          usdcOut: 0n,
-          counterparty: router.toLowerCase(),
-          method: 'rawtx',
-          prepare: async (trx) => {
-            const request = {
-              to: router,
-              value: body.amountAtomic,
-              data: encodeFunctionData({
-                abi: uniswapV2RouterAbi,
-                functionName: 'swapExactETHForTokens',
-                args: [minOut, path, wallet.address as Address, deadline],
-              }),
-            };
-            const [balance, pending, chainNonce, journalNonce] = await Promise.all([
-              ctx.gateway.ethBalance(wallet.address as Address),
-              store.pendingOutgoing(trx, wallet.address, 'ETH'),
-              ctx.gateway.pendingNonce(wallet.address as Address),
-              store.maxPendingNonce(trx, wallet.address),
-            ]);
-            const gas = await ctx.gateway.maxGasCost(wallet.address as Address, request);
-            if (balance - pending < body.amountAtomic + gas) {
-              throw new AppError(
-                'insufficient_funds',
-                `swapping ETH needs ${formatEth(body.amountAtomic + gas)} ETH including gas; the wallet has ${formatEth(balance - pending > 0n ? balance - pending : 0n)} (USDC→ETH swaps need no ETH)`,
-                422,
-              );
-            }
-            const nonce = Math.max(chainNonce, (journalNonce ?? -1) + 1);
-            try {
-              const signed = await ctx.gateway.signTx(account, request, nonce);
-              return { rawTx: signed.raw, txHash: signed.hash, details: { ...swapDetails, nonce: signed.nonce } };
-            } catch (err) {
-              if (err instanceof ChainError && err.kind === 'reverted')
-                return { failure: err.reason, details: swapDetails };
-              throw err;
-            }
-          },
-        });
+        await reserveOp(
+          c,
+          await swapReservation(ctx, {
+            wallet,
+            from: body.from,
+            amount: body.amountAtomic,
+            maxSlippageBps: body.maxSlippageBps,
+            ...(body.deadlineSeconds ? { deadlineSeconds: body.deadlineSeconds } : {}),
+            actor: actorOf(c),
+            caller: c.get('caller').address,
+            ...(ref ? { idempotencyRef: ref } : {}),
+          }),
+        );
       },
     }),
     async (c) => {
       const entry = await runEntry(c);
-      const view = await swapView(entry);
+      const view = await swapView(ctx, entry);
       if (entry.status === 'failed') {
         throw new AppError(
           /slippage|price moved|reverted/i.test(entry.error ?? '') ? 'slippage_exceeded' : 'transaction_failed',
@@ -702,18 +553,13 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
     ...paid({ price: prices.fundRequests, settle: 'after-success', target: 'wallet', roles: ['owner', 'agent'] }),
     async (c) => {
       const { limit, cursor, status } = valid(c, 'query', fundRequestsQuery);
-      const after = cursor ? decodeRequestCursor(cursor) : undefined;
-      const rows = await store.listFundRequests(ctx.db, c.get('wallet').address, status, limit, after);
-      const more = rows.length > limit;
-      const items = rows.slice(0, limit);
-      const last = items[items.length - 1];
-      return c.json({
-        items: items.map((r) => fundRequestView(ctx, r)),
-        nextCursor:
-          more && last
-            ? Buffer.from(JSON.stringify({ t: last.created_at.toISOString(), id: last.id })).toString('base64url')
-            : null,
-      });
+      return c.json(
+        await listFundRequests(ctx, c.get('wallet').address, {
+          limit,
+          ...(cursor ? { cursor } : {}),
+          ...(status ? { status } : {}),
+        }),
+      );
     },
   );
 
@@ -956,49 +802,7 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
           nextCursor: page.nextCursor,
         });
       }
-      const after = cursor ? decodeRequestCursor(cursor) : undefined;
-      let query = ctx.db
-        .selectFrom('email_outbox')
-        .select([
-          'id',
-          'recipient',
-          'subject',
-          'event_type',
-          'status',
-          'attempts',
-          'last_error',
-          'relay_message_id',
-          'created_at',
-          'sent_at',
-        ])
-        .where('wallet', '=', wallet)
-        .orderBy('created_at', 'desc')
-        .orderBy('id', 'desc')
-        .limit(limit + 1);
-      if (after)
-        query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(new Date(after.t), after.id)));
-      const rows = await query.execute();
-      const items = rows.slice(0, limit);
-      const last = items[items.length - 1];
-      return c.json({
-        channel,
-        items: items.map((r) => ({
-          id: r.id,
-          to: r.recipient,
-          subject: r.subject,
-          eventType: r.event_type,
-          status: r.status,
-          attempts: r.attempts,
-          lastError: r.last_error,
-          relayMessageId: r.relay_message_id,
-          createdAt: r.created_at.toISOString(),
-          sentAt: r.sent_at?.toISOString() ?? null,
-        })),
-        nextCursor:
-          rows.length > limit && last
-            ? Buffer.from(JSON.stringify({ t: last.created_at.toISOString(), id: last.id })).toString('base64url')
-            : null,
-      });
+      return c.json({ channel, ...(await emailLog(ctx, wallet, { limit, ...(cursor ? { cursor } : {}) })) });
     },
   );
 
@@ -1049,16 +853,6 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
   });
 
   return { app, openApi, llms };
-}
-
-function decodeRequestCursor(cursor: string): { t: string; id: string } {
-  try {
-    const parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as { t?: unknown; id?: unknown };
-    if (typeof parsed.t === 'string' && typeof parsed.id === 'string') return { t: parsed.t, id: parsed.id };
-  } catch {
-    // below
-  }
-  throw invalidRequest('cursor is not one this API returned', 'query.cursor');
 }
 
 /** The client's address: the socket's, or the first X-Forwarded-For hop when behind a trusted proxy. */

@@ -1,7 +1,17 @@
 import { transferWithAuthorizationTypes, usdcDomain } from '@agentstack/chain';
-import { AppError, conflict, formatUsdc, invalidRequest, newId } from '@agentstack/core';
+import {
+  AppError,
+  conflict,
+  decodeCursor,
+  formatUsdc,
+  invalidRequest,
+  newId,
+  type Page,
+  toPage,
+} from '@agentstack/core';
 import { withTransaction } from '@agentstack/db';
 import { type Address, type Hex, verifyTypedData } from 'viem';
+import { z } from 'zod';
 import type { Ctx } from './context.js';
 import type { FundRequestRow, JournalRow, StoredAuthorization, WalletDB, WalletRow } from './db.js';
 import { amountFields, notifyOwner } from './notify.js';
@@ -61,6 +71,24 @@ export function fundRequestView(ctx: Ctx, row: FundRequestRow): FundRequestView 
         }
       : {}),
   };
+}
+
+const requestCursor = z.object({ t: z.string(), id: z.string() });
+
+/** A wallet's funding requests, newest first, optionally one status. */
+export async function listFundRequests(
+  ctx: Ctx,
+  wallet: string,
+  query: { limit: number; cursor?: string; status?: FundRequestRow['status'] },
+): Promise<Page<FundRequestView>> {
+  const after = decodeCursor(query.cursor, requestCursor);
+  const rows = await store.listFundRequests(ctx.db, wallet, query.status, query.limit, after);
+  return toPage(
+    rows,
+    query.limit,
+    (r) => fundRequestView(ctx, r),
+    (r) => ({ t: r.created_at.toISOString(), id: r.id }),
+  );
 }
 
 export async function createFundRequest(

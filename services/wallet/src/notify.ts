@@ -1,6 +1,7 @@
-import { formatUsdc, newId } from '@agentstack/core';
+import { decodeCursor, formatUsdc, newId, toPage } from '@agentstack/core';
 import { backoffDelay } from '@agentstack/webhooks';
 import { type Kysely, sql, type Transaction } from 'kysely';
+import { z } from 'zod';
 import type { Ctx } from './context.js';
 import { queryableOf, type WalletDB, type WalletRow } from './db.js';
 
@@ -147,3 +148,46 @@ export async function sendDueEmails(ctx: Ctx, limit = 10, maxAttempts = 8): Prom
 }
 
 export const amountFields = (atomic: bigint) => ({ amount: formatUsdc(atomic), amountAtomic: atomic.toString() });
+
+const emailCursor = z.object({ t: z.string(), id: z.string() });
+
+/** The email side of the delivery log: what was queued for the owner, and what became of it. */
+export async function emailLog(ctx: Ctx, wallet: string, query: { limit: number; cursor?: string }) {
+  const after = decodeCursor(query.cursor, emailCursor);
+  let rows = ctx.db
+    .selectFrom('email_outbox')
+    .select([
+      'id',
+      'recipient',
+      'subject',
+      'event_type',
+      'status',
+      'attempts',
+      'last_error',
+      'relay_message_id',
+      'created_at',
+      'sent_at',
+    ])
+    .where('wallet', '=', wallet)
+    .orderBy('created_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(query.limit + 1);
+  if (after) rows = rows.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(new Date(after.t), after.id)));
+  return toPage(
+    await rows.execute(),
+    query.limit,
+    (r) => ({
+      id: r.id,
+      to: r.recipient,
+      subject: r.subject,
+      eventType: r.event_type,
+      status: r.status,
+      attempts: r.attempts,
+      lastError: r.last_error,
+      relayMessageId: r.relay_message_id,
+      createdAt: r.created_at.toISOString(),
+      sentAt: r.sent_at?.toISOString() ?? null,
+    }),
+    (r) => ({ t: r.created_at.toISOString(), id: r.id }),
+  );
+}

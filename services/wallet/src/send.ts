@@ -1,18 +1,18 @@
 import { randomNonce, signTransferAuthorization } from '@agentstack/chain';
-import { formatDecimal, upstreamUnavailable } from '@agentstack/core';
+import { upstreamUnavailable } from '@agentstack/core';
 import { policyFromJson } from '@agentstack/sdk/policy';
+import type { Transaction } from 'kysely';
 import type { Address, LocalAccount } from 'viem';
 import { ChainError } from './chain.js';
 import type { Ctx } from './context.js';
-import type { Asset, StoredAuthorization, WalletRow } from './db.js';
+import type { Asset, StoredAuthorization, WalletDB, WalletRow } from './db.js';
 import { insufficientFunds } from './errors.js';
-import type { Reservation } from './reserve.js';
+import type { Prepared, Reservation } from './reserve.js';
 import { store } from './store.js';
+import { formatEth } from './views.js';
 
 /** How long a send's EIP-3009 authorization stays valid (the reconciler can still complete it within this). */
 const AUTHORIZATION_TTL_SECONDS = 3600n;
-
-export const formatEth = (wei: bigint) => formatDecimal(wei, 18, 1);
 
 /** Signs an EIP-3009 transfer of the wallet's USDC (no ETH needed: the service's gas account submits it). */
 export async function signUsdcTransfer(
@@ -39,6 +39,44 @@ export async function signUsdcTransfer(
     nonce: message.nonce,
     signature: signed.signature,
   };
+}
+
+/**
+ * A transaction the managed wallet signs itself (ETH sends, ETH→USDC swaps), prepared under the wallet lock:
+ * it pays its own gas in ETH, so the balance net of what is in flight must cover value + gas; the nonce follows
+ * both the chain and the wallet's own unsent entries. A call the chain would revert is journaled as failed.
+ */
+export async function prepareWalletTx(
+  ctx: Ctx,
+  trx: Transaction<WalletDB>,
+  wallet: WalletRow,
+  account: LocalAccount,
+  request: { to: Address; value: bigint; data?: `0x${string}` },
+  details: Record<string, unknown>,
+): Promise<Prepared> {
+  const [balance, pending, chainNonce, journalNonce] = await Promise.all([
+    ctx.gateway.ethBalance(wallet.address as Address),
+    store.pendingOutgoing(trx, wallet.address, 'ETH'),
+    ctx.gateway.pendingNonce(wallet.address as Address),
+    store.maxPendingNonce(trx, wallet.address),
+  ]);
+  const gas = await ctx.gateway.maxGasCost(wallet.address as Address, request);
+  if (balance - pending < request.value + gas) {
+    throw insufficientFunds(
+      'ETH',
+      formatEth(balance - pending > 0n ? balance - pending : 0n),
+      formatEth(request.value + gas),
+      'a transaction the wallet signs pays its own gas in ETH; USDC sends and USDC→ETH swaps need no ETH',
+    );
+  }
+  const nonce = Math.max(chainNonce, (journalNonce ?? -1) + 1);
+  try {
+    const signed = await ctx.gateway.signTx(account, request, nonce);
+    return { rawTx: signed.raw, txHash: signed.hash, details: { ...details, nonce: signed.nonce } };
+  } catch (err) {
+    if (err instanceof ChainError && err.kind === 'reverted') return { failure: err.reason, details };
+    throw err;
+  }
 }
 
 /** Whether any numeric limit of the policy would need ETH valued in USDC. */
@@ -116,36 +154,8 @@ export async function sendReservation(
     usdcValue,
     usdcOut: 0n,
     method: 'rawtx',
-    prepare: async (trx) => {
-      const request = { to, value: amount };
-      const [balance, pending, chainNonce, journalNonce] = await Promise.all([
-        ctx.gateway.ethBalance(wallet.address as Address),
-        store.pendingOutgoing(trx, wallet.address, 'ETH'),
-        ctx.gateway.pendingNonce(wallet.address as Address),
-        store.maxPendingNonce(trx, wallet.address),
-      ]);
-      const gas = await ctx.gateway.maxGasCost(wallet.address as Address, request);
-      if (balance - pending < amount + gas) {
-        throw insufficientFunds(
-          'ETH',
-          formatEth(balance - pending > 0n ? balance - pending : 0n),
-          formatEth(amount + gas),
-          'sending ETH pays its own gas in ETH from the managed wallet; USDC sends need no ETH',
-        );
-      }
-      const nonce = Math.max(chainNonce, (journalNonce ?? -1) + 1);
-      try {
-        const signed = await ctx.gateway.signTx(account, request, nonce);
-        return {
-          rawTx: signed.raw,
-          txHash: signed.hash,
-          details: { to, nonce: signed.nonce, valueUsdc: usdcValue.toString() },
-        };
-      } catch (err) {
-        if (err instanceof ChainError && err.kind === 'reverted') return { failure: err.reason, details: { to } };
-        throw err;
-      }
-    },
+    prepare: (trx) =>
+      prepareWalletTx(ctx, trx, wallet, account, { to, value: amount }, { to, valueUsdc: usdcValue.toString() }),
   };
 }
 

@@ -1,5 +1,5 @@
 import { testUsdcAbi, uniswapV2PairAbi, uniswapV2RouterAbi } from '@agentstack/chain';
-import { upstreamUnavailable } from '@agentstack/core';
+import { AppError, formatUsdc, invalidRequest, upstreamUnavailable } from '@agentstack/core';
 import {
   type Address,
   encodeFunctionData,
@@ -11,9 +11,12 @@ import {
 } from 'viem';
 import { ChainError } from './chain.js';
 import type { Ctx } from './context.js';
-import type { JournalRow, SwapStep } from './db.js';
+import type { JournalRow, SwapStep, WalletRow } from './db.js';
 import { markConfirmed, markFailed } from './execute.js';
+import type { Reservation } from './reserve.js';
+import { ethValue, prepareWalletTx, signUsdcTransfer } from './send.js';
 import { store } from './store.js';
+import { entryView, formatEth } from './views.js';
 
 /**
  * USDC→ETH for a wallet that may hold no ETH at all, in journaled steps:
@@ -287,4 +290,122 @@ function confirmSwap(ctx: Ctx, entry: JournalRow, receipt: TransactionReceipt) {
     ...(out !== undefined ? { amountOut: out.toString() } : {}),
     blockNumber: receipt.blockNumber.toString(),
   });
+}
+
+/**
+ * A swap as a reservation: quoted now, with its minimum output (`maxSlippageBps` below the quote) and deadline
+ * fixed before anything is signed. USDC→ETH is authorized to the service's gas account (no ETH needed);
+ * ETH→USDC is a router call the wallet signs and pays gas for.
+ */
+export async function swapReservation(
+  ctx: Ctx,
+  input: {
+    wallet: WalletRow;
+    from: 'USDC' | 'ETH';
+    amount: bigint;
+    maxSlippageBps: number;
+    deadlineSeconds?: number;
+    actor: 'owner' | 'agent';
+    caller: string;
+    idempotencyRef?: string;
+  },
+): Promise<Reservation> {
+  const { wallet, amount } = input;
+  let router: Address;
+  let weth: Address;
+  try {
+    ({ router, weth } = await ctx.gateway.uniswap());
+  } catch (err) {
+    if (err instanceof ChainError) throw upstreamUnavailable(`swaps are unavailable: ${err.message}`);
+    throw err;
+  }
+  const usdcIn = input.from === 'USDC';
+  const path = usdcIn ? [ctx.gateway.usdc, weth] : [weth, ctx.gateway.usdc];
+  let quoted: bigint;
+  try {
+    quoted = await ctx.gateway.quote(amount, path);
+  } catch (err) {
+    throw new AppError('swap_unavailable', `no quote for this swap: ${(err as Error).message.slice(0, 200)}`, 422, {
+      field: 'body.amount',
+    });
+  }
+  const minOut = (quoted * BigInt(10_000 - input.maxSlippageBps)) / 10_000n;
+  if (minOut === 0n) throw invalidRequest('amount is too small to swap', 'body.amount');
+  const deadlineSeconds = BigInt(input.deadlineSeconds ?? ctx.settings.swapDeadlineSeconds);
+  const deadline = nowSeconds(ctx) + deadlineSeconds;
+  const details: Record<string, unknown> = {
+    direction: usdcIn ? 'USDC->ETH' : 'ETH->USDC',
+    path,
+    quotedOut: quoted.toString(),
+    minOut: minOut.toString(),
+    deadline: deadline.toString(),
+    maxSlippageBps: input.maxSlippageBps,
+  } satisfies SwapDetails;
+  const account = ctx.keys.account(wallet.address, wallet.sealed_key);
+  const common = {
+    wallet: wallet.address,
+    kind: 'swap' as const,
+    scope: 'swap' as const,
+    direction: 'out' as const,
+    amount,
+    counterparty: router.toLowerCase(),
+    actor: input.actor,
+    caller: input.caller,
+    ...(input.idempotencyRef ? { idempotencyRef: input.idempotencyRef } : {}),
+    feeSettled: false,
+    policy: true,
+  };
+  if (usdcIn) {
+    return {
+      ...common,
+      asset: 'USDC',
+      usdcValue: amount,
+      usdcOut: amount,
+      method: 'swap',
+      prepare: async () => ({
+        auth: await signUsdcTransfer(ctx, account, ctx.gateway.relayer.address, amount, deadlineSeconds),
+        details: { ...details, fromBlock: (await ctx.gateway.recentBlock()).toString() },
+      }),
+    };
+  }
+  const data = encodeFunctionData({
+    abi: uniswapV2RouterAbi,
+    functionName: 'swapExactETHForTokens',
+    args: [minOut, path, wallet.address as Address, deadline],
+  });
+  return {
+    ...common,
+    asset: 'ETH',
+    usdcValue: await ethValue(ctx, wallet, amount),
+    usdcOut: 0n,
+    method: 'rawtx',
+    prepare: (trx) => prepareWalletTx(ctx, trx, wallet, account, { to: router, value: amount, data }, details),
+  };
+}
+
+/** A swap's journal entry as the API shows it, with the quote, the minimum and what came out. */
+export async function swapView(ctx: Ctx, entry: JournalRow) {
+  const details = entry.details as unknown as SwapDetails;
+  let out = details.amountOut !== undefined ? BigInt(details.amountOut) : undefined;
+  if (out === undefined && entry.status === 'confirmed' && entry.tx_hash) {
+    const receipt = await ctx.gateway.receipt(entry.tx_hash as Hash);
+    out = receipt ? swapOutput(receipt) : undefined;
+  }
+  const fmtOut = (v: bigint) => (details.direction === 'USDC->ETH' ? formatEth(v) : formatUsdc(v));
+  const from = details.direction === 'USDC->ETH' ? 'USDC' : 'ETH';
+  const base = entryView(entry);
+  return {
+    ...base,
+    from,
+    to: from === 'USDC' ? 'ETH' : 'USDC',
+    amountIn: base.amount,
+    amountInAtomic: entry.amount,
+    quotedOut: fmtOut(BigInt(details.quotedOut)),
+    quotedOutAtomic: details.quotedOut,
+    minOut: fmtOut(BigInt(details.minOut)),
+    minOutAtomic: details.minOut,
+    amountOut: out === undefined ? null : fmtOut(out),
+    amountOutAtomic: out === undefined ? null : out.toString(),
+    maxSlippageBps: details.maxSlippageBps,
+  };
 }

@@ -20,8 +20,9 @@ import type { JournalRow, WalletRow } from './db.js';
 import { execute, release } from './execute.js';
 import { hashToken, newAgentToken, newClaimToken } from './keys.js';
 import { reserve } from './reserve.js';
-import { formatEth, sendReservation } from './send.js';
+import { sendReservation } from './send.js';
 import { store } from './store.js';
+import { formatEth } from './views.js';
 
 export interface CreatedWallet {
   address: string;
