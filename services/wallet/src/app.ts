@@ -66,7 +66,7 @@ import { type Reservation, reserve } from './reserve.js';
 import { sendReservation } from './send.js';
 import { type OpScope, store } from './store.js';
 import { swapReservation, swapView } from './swap.js';
-import { entryView } from './views.js';
+import { entryView, formatEth } from './views.js';
 import {
   createWallet,
   deactivateWallet,
@@ -137,15 +137,22 @@ export function buildApp({ ctx, gate, allowHosts, resolve }: AppOptions) {
   app.onError(errorHandler(ctx.log));
   app.notFound(notFoundHandler);
 
-  app.get('/v1/health', async (c) =>
-    c.json({
+  app.get('/v1/health', async (c) => {
+    const gasEth = await ctx.gateway.ethBalance(ctx.gateway.relayer.address).catch(() => undefined);
+    return c.json({
       status: 'ok',
       service: 'wallet',
       chain: ctx.settings.chainName,
       network: ctx.settings.network,
       killSwitch: await killSwitch(ctx),
-    }),
-  );
+      // The account that pays gas for gasless sends and swaps: operators watch that it holds ETH.
+      gasAccount: {
+        address: ctx.gateway.relayer.address,
+        eth: gasEth === undefined ? null : formatEth(gasEth),
+        ok: gasEth !== undefined && gasEth > 0n,
+      },
+    });
+  });
   app.get('/openapi.json', (c) => c.json(openApi));
   app.get('/llms.txt', (c) => c.text(llms));
 

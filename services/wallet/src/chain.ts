@@ -253,15 +253,26 @@ export class ChainGateway {
     }
   }
 
-  /** Relays calldata from the gas account (sign + broadcast), retrying a nonce race once. */
+  /**
+   * Relays calldata from the gas account (sign + broadcast), retrying a nonce race. A gas account out of ETH
+   * is the service's problem, not the wallet's: it is reported as unavailable (the journal keeps the entry
+   * for the reconciler) and never counts toward a wallet's breaker.
+   */
   async relay(request: TxRequest): Promise<SignedTx> {
     for (let attempt = 1; ; attempt++) {
-      const signed = await this.signTx(this.relayer, request);
       try {
+        const signed = await this.signTx(this.relayer, request);
         await this.broadcast(signed.raw);
         return signed;
       } catch (err) {
         if (err instanceof ChainError && err.reason === 'nonce_used' && attempt < 3) continue;
+        if (err instanceof ChainError && /insufficient funds|gas required exceeds allowance/i.test(err.reason)) {
+          this.options.log?.error(
+            { relayer: this.relayer.address },
+            'the gas account cannot pay for gas: fund it with ETH',
+          );
+          throw new ChainError('the service gas account is out of ETH', 'gas_account_empty', 'unavailable');
+        }
         throw err;
       }
     }

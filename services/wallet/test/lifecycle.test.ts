@@ -1,6 +1,6 @@
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentCall, createWallet, fund, ownedWallet, startWalletBed, type WalletBed } from './harness.js';
+import { agentCall, createWallet, fund, fundEthTo, ownedWallet, startWalletBed, type WalletBed } from './harness.js';
 
 let w: WalletBed;
 const stranger = () => privateKeyToAccount(generatePrivateKey()).address;
@@ -188,6 +188,44 @@ describe('wallet creation limits', () => {
       expect(((await third.json()) as any).error.code).toBe('rate_limited');
     } finally {
       await limited.stop();
+    }
+  });
+});
+
+describe('the service gas account', () => {
+  it('out of ETH: sends answer 503, stay journaled, do not trip the wallet’s breaker, and complete once it is funded', async () => {
+    const gas = generatePrivateKey();
+    const broke = await startWalletBed({
+      shared: { bed: w.bed, uniswap: w.uniswap },
+      env: { WALLET_GAS_PRIVATE_KEY: gas, WALLET_BREAKER_THRESHOLD: '1' },
+    });
+    try {
+      const health = (await (await fetch(`${broke.url}/v1/health`)).json()) as any;
+      expect(health.gasAccount).toMatchObject({ address: privateKeyToAccount(gas).address, eth: '0.0', ok: false });
+      const { owner, wallet } = await ownedWallet(broke);
+      await fund(broke, wallet.address, 2_000_000n);
+      const to = stranger();
+      const res = await owner.call('POST', `/v1/wallets/${wallet.address}/send`, { to, amount: '1' });
+      expect(res.status).toBe(503);
+      expect(res.body.error.code).toBe('upstream_unavailable');
+      const state = await owner.call('GET', `/v1/wallets/${wallet.address}`);
+      expect(state.body.safety.paused).toEqual([]);
+      expect(state.body.safety.breakers).toEqual([]);
+      const { rows } = await broke.database.pool.query(
+        `SELECT status FROM journal WHERE wallet = $1 AND kind = 'send'`,
+        [wallet.address],
+      );
+      expect(rows).toEqual([{ status: 'intent' }]);
+      // Once the operator funds the gas account, the reconciler finishes the send, once.
+      await fundEthTo(broke, privateKeyToAccount(gas).address, 10n ** 18n);
+      await broke.service.tick();
+      const after = await broke.database.pool.query(`SELECT status FROM journal WHERE wallet = $1 AND kind = 'send'`, [
+        wallet.address,
+      ]);
+      expect(after.rows).toEqual([{ status: 'confirmed' }]);
+      expect(await broke.bed.balance(to)).toBe(1_000_000n);
+    } finally {
+      await broke.stop();
     }
   });
 });

@@ -20,7 +20,12 @@ describe('discovery', () => {
   it('serves health, /openapi.json and /llms.txt for free', async () => {
     const health = await fetch(`${w.url}/v1/health`);
     expect(health.status).toBe(200);
-    expect(await health.json()).toMatchObject({ status: 'ok', network: 'eip155:8453', killSwitch: { engaged: false } });
+    expect(await health.json()).toMatchObject({
+      status: 'ok',
+      network: 'eip155:8453',
+      killSwitch: { engaged: false },
+      gasAccount: { address: '0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc', ok: true },
+    });
     const openApi = (await (await fetch(`${w.url}/openapi.json`)).json()) as any;
     expect(openApi.openapi).toBe('3.1.0');
     for (const path of [
