@@ -39,6 +39,9 @@ export const uniswapV2PairAbi = parseAbi([
   'event Swap(address indexed sender, uint256 amount0In, uint256 amount1In, uint256 amount0Out, uint256 amount1Out, address indexed to)',
 ]);
 
+/** Uniswap V2's Router02 on Base mainnet (docs.uniswap.org, "V2 Deployment Addresses"); WETH is read from it. */
+export const BASE_UNISWAP_V2_ROUTER: Address = '0x4752ba5DBc23f44D87826276BF6Fd6b1C372aD24';
+
 export interface UniswapV2Deployment {
   factory: Address;
   router: Address;

@@ -66,7 +66,7 @@ export const walletConfigSchema = z.object({
   WALLET_GAS_PRIVATE_KEY: env.hexKey(32).optional(),
   /** Pays relay.sh for notification emails (default: the gas key). Needs USDC. */
   WALLET_NOTIFY_PRIVATE_KEY: env.hexKey(32).optional(),
-  /** Uniswap-V2-compatible Router02. Devnet: the stack's deployment; Base: Uniswap V2's router. */
+  /** Uniswap-V2-compatible Router02. Default: the devnet's deployment; on Base, Uniswap V2's Router02. */
   WALLET_UNISWAP_ROUTER: addressSchema.optional(),
   WALLET_SWAP_DEADLINE_SECONDS: env.int(300, 30),
   WALLET_BREAKER_THRESHOLD: env.int(3, 1),

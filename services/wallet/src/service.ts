@@ -1,6 +1,13 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ChainInfo, DEVNET_ACCOUNTS, DEVNET_UNISWAP, fundUsdc, isDevnetRpc } from '@agentstack/chain';
+import {
+  BASE_UNISWAP_V2_ROUTER,
+  type ChainInfo,
+  DEVNET_ACCOUNTS,
+  DEVNET_UNISWAP,
+  fundUsdc,
+  isDevnetRpc,
+} from '@agentstack/chain';
 import {
   type Clock,
   ConfigError,
@@ -111,7 +118,9 @@ export async function createWalletService(
     }
     gasKey = DEVNET_ACCOUNTS.walletRelayer.privateKey;
   }
-  const router = config.WALLET_UNISWAP_ROUTER ?? (chain.isDevnet ? DEVNET_UNISWAP.router : undefined);
+  const router =
+    config.WALLET_UNISWAP_ROUTER ??
+    (chain.isDevnet ? DEVNET_UNISWAP.router : chain.name === 'base' ? BASE_UNISWAP_V2_ROUTER : undefined);
   if (config.WALLET_TEST_PAUSE_AT && !onDevnet) {
     throw new ConfigError([
       { variable: 'WALLET_TEST_PAUSE_AT', message: 'is a test-only setting, honoured on the devnet only' },
