@@ -289,6 +289,26 @@ describe('funding requests', () => {
     expect((await agentCall(w, child.agentToken, 'POST', `/v1/fund-requests/${own.id}/approve`, {})).status).toBe(403);
   });
 
+  it('takes a request from the owner too (paid through the official client), marked as the owner’s', async () => {
+    const { owner, wallet } = await setup();
+    const res = await owner.call('POST', `/v1/wallets/${wallet.address}/fund-request`, {
+      amount: '0.5',
+      reason: 'top-up reminder',
+    });
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ requestedBy: 'owner', status: 'pending', amount: '0.50' });
+    for (const [body, field] of [
+      [{ amount: '0', reason: 'x' }, 'body.amount'],
+      [{ amount: '1.0000001', reason: 'x' }, 'body.amount'],
+      [{ amount: '1', reason: '' }, 'body.reason'],
+      [{ amount: 1, reason: 'x' }, 'body.amount'],
+    ] as const) {
+      const bad = await owner.call('POST', `/v1/wallets/${wallet.address}/fund-request`, body);
+      expect(bad.status, JSON.stringify(body)).toBe(400);
+      expect(bad.body.error.field).toBe(field);
+    }
+  });
+
   it('refuses a request from a wallet nobody owns yet', async () => {
     const wallet = await createWallet(w);
     await fund(w, wallet.address, 1_000_000n);

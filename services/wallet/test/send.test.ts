@@ -138,6 +138,12 @@ describe('send', () => {
       body: '{not json',
     });
     expect(notJson.status).toBe(400);
+    // A foreign wallet: someone else's payment buys no access to it.
+    const intruder = await makeOwner(w);
+    const intruderBefore = await w.bed.balance(intruder.account.address);
+    const foreign = await intruder.call('POST', `/v1/wallets/${wallet.address}/send`, { to, amount: '1' });
+    expect(foreign.status).toBe(403);
+    expect(await w.bed.balance(intruder.account.address)).toBe(intruderBefore);
     expect(await w.bed.balance(wallet.address)).toBe(5_000_000n);
     expect(await w.bed.balance(owner.account.address)).toBe(ownerBefore);
     expect(await journalCount(wallet.address)).toEqual({});
