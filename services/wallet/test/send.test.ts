@@ -1,7 +1,16 @@
 import { parseEther } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentCall, ethBalance, fund, fundEthTo, ownedWallet, startWalletBed, type WalletBed } from './harness.js';
+import {
+  agentCall,
+  ethBalance,
+  fund,
+  fundEthTo,
+  makeOwner,
+  ownedWallet,
+  startWalletBed,
+  type WalletBed,
+} from './harness.js';
 
 let w: WalletBed;
 const stranger = () => privateKeyToAccount(generatePrivateKey()).address;
