@@ -17,6 +17,8 @@ afterAll(async () => {
 afterEach(() => {
   w.hooks.beforeSwapQuote = undefined;
   w.hooks.beforeSwapSend = undefined;
+  w.hooks.afterIntent = undefined;
+  w.hooks.afterSubmit = undefined;
 });
 
 /** Someone else buys ETH with a lot of USDC, moving the pool's price against a USDC→ETH swap. */
@@ -189,5 +191,59 @@ describe('swap on the real Uniswap V2 contracts', () => {
     expect(paused.status).toBe(409);
     expect(paused.body.error.code).toBe('wallet_paused');
     expect(await w.bed.balance(wallet.address)).toBe(20_000_000n);
+  });
+});
+
+describe('interrupted operations are finished by the reconciler, once', () => {
+  it('a USDC→ETH swap interrupted after its pull completes on the next pass', async () => {
+    const { owner, wallet } = await ownedWallet(w);
+    await fund(w, wallet.address, 30_000_000n);
+    w.hooks.afterSubmit = async () => {
+      throw new Error('simulated crash after the pull was submitted');
+    };
+    const res = await owner.call('POST', `/v1/wallets/${wallet.address}/swap`, {
+      from: 'USDC',
+      to: 'ETH',
+      amount: '10',
+    });
+    w.hooks.afterSubmit = undefined;
+    expect(res.status).toBe(500);
+    expect(await w.bed.balance(wallet.address)).toBe(20_000_000n); // pulled, not yet swapped
+    expect(await ethBalance(w, wallet.address)).toBe(0n);
+    await w.service.tick();
+    const { rows } = await w.database.pool.query(
+      `SELECT status, details FROM journal WHERE wallet = $1 AND kind = 'swap'`,
+      [wallet.address],
+    );
+    expect(rows).toHaveLength(1);
+    expect(rows[0].status).toBe('confirmed');
+    expect(await ethBalance(w, wallet.address)).toBe(BigInt(rows[0].details.amountOut));
+    await w.service.tick();
+    expect(await w.bed.balance(wallet.address)).toBe(20_000_000n);
+  });
+
+  it('an ETH send interrupted before broadcast is re-broadcast byte for byte', async () => {
+    const { owner, wallet } = await ownedWallet(w);
+    await fundEthTo(w, wallet.address, parseEther('1'));
+    const to = privateKeyToAccount(generatePrivateKey()).address;
+    w.hooks.afterIntent = async () => {
+      throw new Error('simulated crash before broadcast');
+    };
+    const res = await owner.call('POST', `/v1/wallets/${wallet.address}/send`, { to, amount: '0.1', asset: 'ETH' });
+    w.hooks.afterIntent = undefined;
+    expect(res.status).toBe(500);
+    expect(await ethBalance(w, to)).toBe(0n);
+    const before = await w.database.pool.query(
+      `SELECT status, tx_hash FROM journal WHERE wallet = $1 AND kind = 'send'`,
+      [wallet.address],
+    );
+    expect(before.rows[0].status).toBe('intent');
+    await w.service.tick();
+    const after = await w.database.pool.query(
+      `SELECT status, tx_hash FROM journal WHERE wallet = $1 AND kind = 'send'`,
+      [wallet.address],
+    );
+    expect(after.rows[0]).toEqual({ status: 'confirmed', tx_hash: before.rows[0].tx_hash });
+    expect(await ethBalance(w, to)).toBe(parseEther('0.1'));
   });
 });
