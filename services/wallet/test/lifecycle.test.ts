@@ -1,3 +1,4 @@
+import { waitFor } from '@agentstack/core';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentCall, createWallet, fund, fundEthTo, ownedWallet, startWalletBed, type WalletBed } from './harness.js';
@@ -16,8 +17,18 @@ afterAll(async () => {
 describe('history', () => {
   it('lists journal entries and observed incoming transfers, newest first, paginated', async () => {
     const { owner, wallet } = await ownedWallet(w);
-    // Incoming transfers carry their block's time (whole seconds), so the steps are a second apart.
-    const tick = () => new Promise((resolve) => setTimeout(resolve, 1_100));
+    // Incoming transfers carry their block's time (whole seconds). anvil runs its clock ahead when it mines
+    // several blocks a second (as the setup does), so each step waits until the chain's clock is not ahead of
+    // ours and a new second has begun.
+    const tick = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      await waitFor(async () => (await w.publicClient.getBlock()).timestamp < BigInt(Math.floor(Date.now() / 1000)), {
+        timeoutMs: 30_000,
+        intervalMs: 200,
+        what: 'the devnet clock to catch up',
+      });
+    };
+    await tick();
     await fund(w, wallet.address, 3_000_000n); // incoming #1 (a mint from the faucet)
     await tick();
     const to = stranger();
