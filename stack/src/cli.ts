@@ -1,5 +1,6 @@
 #!/usr/bin/env tsx
-import { resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEVNET_ACCOUNTS, fundEth, fundUsdc, isDevnetRpc } from '@agentstack/chain';
 import { parseUsdc, startProcess } from '@agentstack/core';
@@ -64,6 +65,7 @@ async function start(dataDir: string, fresh: boolean, demo: boolean, only?: stri
   const e = stack.endpoints;
   console.log(`\nUp in ${((Date.now() - began) / 1000).toFixed(1)} s. Endpoints: ${dataDir}/endpoints.json`);
   console.log(`Logs: ${dataDir}/logs/<service>.log`);
+  printDevCredentials(dataDir, Object.keys(e.services));
   if (e.devnet) {
     console.log('\nDevnet accounts (well-known test keys — DEVNET ONLY; the chain mimics Base, never fund these):');
     console.log(`  payer  ${DEVNET_ACCOUNTS.payer.address}  key ${DEVNET_ACCOUNTS.payer.privateKey}`);
@@ -84,6 +86,14 @@ async function start(dataDir: string, fresh: boolean, demo: boolean, only?: stri
   process.on('SIGTERM', stop);
   // Keep the process alive until a signal arrives.
   setInterval(() => {}, 1 << 30);
+}
+
+/** A service may leave local-only credentials (e.g. a dev admin) in `<data dir>/<service>/dev-credentials.txt`. */
+function printDevCredentials(dataDir: string, services: string[]) {
+  const files = services.map((name) => join(dataDir, name, 'dev-credentials.txt')).filter((f) => existsSync(f));
+  if (files.length === 0) return;
+  console.log('\nDev credentials (local development only):');
+  for (const file of files) console.log(`  ${readFileSync(file, 'utf8').trim()}`);
 }
 
 async function status(dataDir: string) {
@@ -161,7 +171,17 @@ async function runEveryService(dataDir: string, task: 'migrate' | 'seed') {
       const proc = startProcess(
         process.execPath,
         ['--import', import.meta.resolve('tsx'), resolve(service.dir, service.main), task],
-        { cwd: service.dir, env: { ...process.env, DATABASE_URL: url, LOG_LEVEL: 'warn' }, stdio: 'inherit' },
+        {
+          cwd: service.dir,
+          // The same data directory `start` gives the service (generated secrets, dev credentials).
+          env: {
+            ...process.env,
+            DATABASE_URL: url,
+            SERVICE_DATA_DIR: join(dataDir, service.service),
+            LOG_LEVEL: 'warn',
+          },
+          stdio: 'inherit',
+        },
       );
       const code = await proc.exited;
       console.log(`${code === 0 ? '✓' : '✗'} ${service.service}: ${task}`);

@@ -1,5 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isProcessRunning } from '@agentstack/core';
 
 /**
  * `<data dir>/endpoints.json`: what a running `start` brought up, for tools and tests to find. Written once
@@ -43,11 +44,4 @@ export async function removeEndpoints(dataDir: string): Promise<void> {
   await rm(endpointsPath(dataDir), { force: true });
 }
 
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+export const isAlive = isProcessRunning;

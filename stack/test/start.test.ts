@@ -26,10 +26,14 @@ afterAll(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-/** Free ports for the devnet and every service the stack discovers, so tests never collide with a running stack. */
+/** Free ports for the devnet and every discovered service (its HTTP port and extra ports such as SMTP). */
 async function ports() {
   const env: Record<string, string> = { DEVNET_PORT: String(await freePort()) };
-  for (const service of discoverServices()) env[service.port.env] = String(await freePort());
+  for (const service of discoverServices()) {
+    for (const variable of [service.port.env, ...service.extraPorts.map((p) => p.env)]) {
+      env[variable] = String(await freePort());
+    }
+  }
   return env;
 }
 
@@ -48,7 +52,8 @@ describe('start (the CLI, as a newcomer runs it)', () => {
       await waitFor(
         () => {
           if (proc.child.exitCode !== null) throw new Error('start exited');
-          return existsSync(endpointsFile);
+          // The summary is printed after the endpoints file is written.
+          return existsSync(endpointsFile) && proc.output().includes('Ctrl-C stops everything');
         },
         { timeoutMs: 60_000, what: 'endpoints.json' },
       );
@@ -70,6 +75,11 @@ describe('start (the CLI, as a newcomer runs it)', () => {
     expect(endpoints.devnet?.uniswap?.router).toMatch(/^0x[0-9a-fA-F]{40}$/);
     const wallet = await fetch(`${endpoints.services.wallet?.url}/v1/health`);
     expect(await wallet.json()).toMatchObject({ status: 'ok', chain: 'devnet' });
+    const platformApi = endpoints.services['platform-api'];
+    expect((await fetch(`${platformApi?.url}/api/health`)).status).toBe(200);
+    await waitFor(() => /dev admin .*admin@agentsquads\.local/.test(proc.output()), {
+      what: 'the dev admin credentials to be printed',
+    });
     const client = new pg.Client({
       connectionString: `postgres://postgres:postgres@127.0.0.1:${endpoints.database?.port}/postgres`,
     });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '@agentstack/core';
+import { isProcessRunning as alive, freePort } from '@agentstack/core';
 import { createPublicClient, createWalletClient, encodeFunctionData, hexToBigInt, http, zeroAddress } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,15 +29,6 @@ const dirs: string[] = [];
 
 const clientFor = (d: Devnet) =>
   createPublicClient({ chain: d.chain.viemChain, transport: http(d.rpcUrl), pollingInterval: 50 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 beforeAll(async () => {
   devnet = await startDevnet();

@@ -23,6 +23,7 @@ import {
   testUsdcAbi,
   testWalletAbi,
   testWalletBytecode,
+  transferWithAuthorizationTypes,
   usdcBalance,
   usdcDomain,
 } from '../src/index.js';
@@ -91,16 +92,8 @@ const vrsArgs = (from: Address, a: Auth, s: { v: number; r: Hex; s: Hex }) =>
 const bytesArgs = (from: Address, a: Auth, signature: Hex) =>
   [from, a.to, a.value, a.validAfter, a.validBefore, a.nonce, signature] as const;
 
-const receiveTypes = {
-  ReceiveWithAuthorization: [
-    { name: 'from', type: 'address' },
-    { name: 'to', type: 'address' },
-    { name: 'value', type: 'uint256' },
-    { name: 'validAfter', type: 'uint256' },
-    { name: 'validBefore', type: 'uint256' },
-    { name: 'nonce', type: 'bytes32' },
-  ],
-} as const;
+// Same fields as a transfer authorization, under another type name (so one cannot be used as the other).
+const receiveTypes = { ReceiveWithAuthorization: transferWithAuthorizationTypes.TransferWithAuthorization } as const;
 const cancelTypes = {
   CancelAuthorization: [
     { name: 'authorizer', type: 'address' },

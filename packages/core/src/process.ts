@@ -1,4 +1,5 @@
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -133,4 +134,22 @@ export function waitForHttp(url: string, timeoutMs = 15_000): Promise<Response> 
     },
     { timeoutMs, what: url },
   );
+}
+
+/**
+ * Whether `pid` is a running process. A zombie counts as gone: it has exited and only waits for its parent
+ * to reap it, which for an orphan (reparented to pid 1) can take seconds on some machines.
+ */
+export function isProcessRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
+    // Field 3 of /proc/<pid>/stat, after the parenthesised command name.
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return process.platform !== 'linux';
+  }
 }

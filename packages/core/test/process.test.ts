@@ -1,14 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { freePort, startProcess, waitFor } from '../src/process.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { isProcessRunning as alive, freePort, startProcess, waitFor } from '../src/process.js';
 
 describe('managed processes', () => {
   it('stops the whole process group, children included', async () => {

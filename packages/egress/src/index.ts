@@ -1,0 +1,3 @@
+export * from './address.js';
+export * from './check.js';
+export * from './proxy.js';

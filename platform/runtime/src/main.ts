@@ -1,0 +1,39 @@
+import { runMain, runUntilSignal } from '@agentstack/core';
+import { loadRuntimeConfig } from './config.js';
+import { HandLoadError } from './hands.js';
+import { buildRuntime, RUNTIME_VERSION } from './runtime.js';
+
+async function serve() {
+  const config = loadRuntimeConfig();
+  let runtime: Awaited<ReturnType<typeof buildRuntime>>;
+  try {
+    runtime = await buildRuntime(config);
+  } catch (err) {
+    // A bad Hand manifest is a configuration problem: say which file and field, no stack trace.
+    if (err instanceof HandLoadError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+  runtime.log.info(
+    {
+      tenantId: config.TENANT_ID,
+      version: RUNTIME_VERSION,
+      workspace: runtime.workspace,
+      hands: [...runtime.hands.keys()],
+    },
+    'runtime ready',
+  );
+  await runUntilSignal({
+    app: runtime.app,
+    port: config.RUNTIME_PORT,
+    hostname: config.RUNTIME_HOST,
+    ...(config.RUNTIME_SOCKET ? { socketPath: config.RUNTIME_SOCKET } : {}),
+    log: runtime.log,
+    name: 'runtime',
+    onShutdown: () => runtime.close(),
+  });
+}
+
+runMain({ serve });
