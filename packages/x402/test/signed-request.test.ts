@@ -39,6 +39,17 @@ describe('signed requests (identity for free routes)', () => {
     expect(((await replay.json()) as any).error.message).toContain('already used');
   });
 
+  it('accepts two identical requests signed in the same second (the nonce tells them apart)', async () => {
+    const a = app();
+    const first = await signRequest(account, { method: 'GET', url }, clock.now());
+    const second = await signRequest(account, { method: 'GET', url }, clock.now());
+    expect(first['x-signature']).not.toBe(second['x-signature']);
+    expect((await a.request(url, { headers: first })).status).toBe(200);
+    expect((await a.request(url, { headers: second })).status).toBe(200);
+    const changedNonce = await a.request(url, { headers: { ...first, 'x-nonce': 'another-nonce-1' } });
+    expect(changedNonce.status).toBe(401);
+  });
+
   it('refuses a changed body, path or method', async () => {
     const a = app();
     const headers = await signRequest(account, { method: 'POST', url, body: '{"amount":"1"}' }, clock.now());
