@@ -13,7 +13,14 @@ export interface Endpoints {
   pid: number;
   dataDir: string;
   database?: { host: string; port: number; pid: number; urls: Record<string, string> };
-  devnet?: { rpcUrl: string; chainId: number; usdc: string; pid: number };
+  devnet?: {
+    rpcUrl: string;
+    chainId: number;
+    usdc: string;
+    pid: number;
+    /** Uniswap V2 on the devnet (wallet.sh swaps through it). */
+    uniswap?: { factory: string; router: string; weth: string; pair: string };
+  };
   facilitator?: { url: string };
   services: Record<string, { url: string; pid: number; log: string; ports?: Record<string, number> }>;
 }

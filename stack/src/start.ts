@@ -89,7 +89,13 @@ export async function startStack(options: StartOptions): Promise<RunningStack> {
     }
     if (devnet) {
       started.push({ name: 'devnet', stop: () => devnet.stop() });
-      endpoints.devnet = { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, usdc: devnet.usdc, pid: devnet.pid };
+      endpoints.devnet = {
+        rpcUrl: devnet.rpcUrl,
+        chainId: devnet.chainId,
+        usdc: devnet.usdc,
+        pid: devnet.pid,
+        ...(devnet.uniswap ? { uniswap: devnet.uniswap } : {}),
+      };
     }
 
     // Every service learns every other service's URL up front, so start order only matters for readiness.
@@ -183,7 +189,8 @@ async function startChain(
 ): Promise<Devnet> {
   const port = Number(env.DEVNET_PORT ?? 8545);
   await assertPortFree(port, 'DEVNET_PORT');
-  const devnet = await startDevnet({ port, statePath: join(dataDir, 'devnet', 'state.json') });
+  // Uniswap V2 (for wallet.sh's swaps) is deployed once and then lives in the saved devnet state.
+  const devnet = await startDevnet({ port, statePath: join(dataDir, 'devnet', 'state.json'), uniswap: true });
   // A fresh chain gets a funded demo payer; a reused one keeps whatever balances it had.
   const client = createPublicClient({ chain: devnet.chain.viemChain, transport: http(devnet.rpcUrl) });
   if ((await usdcBalance(client, DEVNET_ACCOUNTS.payer.address, devnet.usdc)) === 0n) {

@@ -71,6 +71,10 @@ describe('start (the CLI, as a newcomer runs it)', () => {
     // Everything answers.
     const supported = await fetch(`${endpoints.facilitator?.url}/supported`);
     expect(supported.status).toBe(200);
+    // wallet.sh runs, with the devnet's Uniswap deployed for its swaps.
+    expect(endpoints.devnet?.uniswap?.router).toMatch(/^0x[0-9a-fA-F]{40}$/);
+    const wallet = await fetch(`${endpoints.services.wallet?.url}/v1/health`);
+    expect(await wallet.json()).toMatchObject({ status: 'ok', chain: 'devnet' });
     const platformApi = endpoints.services['platform-api'];
     expect((await fetch(`${platformApi?.url}/api/health`)).status).toBe(200);
     // The LLM proxy is served by the platform API on its own port, and printed with it.

@@ -5,47 +5,12 @@ import { type ManagedProcess, startProcess, waitFor } from '@agentstack/core';
 import { type Address, createTestClient, type Hex, http, publicActions, walletActions, zeroAddress } from 'viem';
 import { multicall3Bytecode, testUsdcAbi, testUsdcBytecode } from './artifacts.js';
 import { BASE_USDC_ADDRESS, type ChainInfo, MULTICALL3_ADDRESS, resolveChain } from './chains.js';
+import { DEVNET_ACCOUNTS, DEVNET_MNEMONIC, type DevnetAccounts } from './devnet-accounts.js';
+import { deployUniswapV2, type UniswapPoolSeed, type UniswapV2Deployment } from './uniswap.js';
 
 export const DEVNET_CHAIN_ID = 8453;
 
-export interface DevnetAccount {
-  address: Address;
-  privateKey: Hex;
-}
-
-/**
- * anvil's default accounts, derived from the public test mnemonic `test test … junk` that anvil prints on start.
- * Known to everyone: only ever for the devnet, never take a devnet key from the environment or use these elsewhere.
- */
-export const DEVNET_MNEMONIC = 'test test test test test test test test test test test junk';
-const ANVIL_ACCOUNTS: DevnetAccount[] = [
-  ['0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266', '0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80'],
-  ['0x70997970C51812dc3A010C7d01b50e0d17dc79C8', '0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d'],
-  ['0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC', '0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a'],
-  ['0x90F79bf6EB2c4f870365E785982E1f101E93b906', '0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6'],
-  ['0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65', '0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a'],
-].map(([address, privateKey]) => ({ address: address as Address, privateKey: privateKey as Hex }));
-
-/** What each well-known account is for, so services and tests agree without passing keys around. */
-export interface DevnetAccounts {
-  /** Places the contracts (sends `initialize`). */
-  deployer: DevnetAccount;
-  /** Pays gas for settlement (the local x402 facilitator's signer). */
-  gas: DevnetAccount;
-  /** Owner of the test USDC: the only account allowed to mint. */
-  faucet: DevnetAccount;
-  /** Spare accounts for tests and demos. */
-  payer: DevnetAccount;
-  payee: DevnetAccount;
-}
-
-export const DEVNET_ACCOUNTS: DevnetAccounts = {
-  deployer: ANVIL_ACCOUNTS[0]!,
-  gas: ANVIL_ACCOUNTS[1]!,
-  faucet: ANVIL_ACCOUNTS[2]!,
-  payer: ANVIL_ACCOUNTS[3]!,
-  payee: ANVIL_ACCOUNTS[4]!,
-};
+export { DEVNET_ACCOUNTS, DEVNET_MNEMONIC, type DevnetAccount, type DevnetAccounts } from './devnet-accounts.js';
 
 export interface StartDevnetOptions {
   /** Default: 0, a free port that anvil picks (and reports). */
@@ -59,6 +24,11 @@ export interface StartDevnetOptions {
   log?: (line: string) => void;
   /** Default: the binary shipped in `@foundry-rs/anvil`'s platform package. */
   anvilPath?: string;
+  /**
+   * Also deploy the real Uniswap V2 (factory, router, WETH9) and seed a USDC/WETH pool. With `statePath` this
+   * happens once: a restart finds the contracts in the saved state.
+   */
+  uniswap?: boolean | { seed?: UniswapPoolSeed };
 }
 
 export interface Devnet {
@@ -68,6 +38,8 @@ export interface Devnet {
   accounts: DevnetAccounts;
   usdc: Address;
   multicall3: Address;
+  /** Present when started with `uniswap`. */
+  uniswap?: UniswapV2Deployment;
   /** anvil's process id (it is only ever stopped by this id). */
   pid: number;
   /** Stops anvil (which writes `statePath` on the way out) and resolves once it has exited. */
@@ -96,7 +68,14 @@ export async function startDevnet(options: StartDevnetOptions = {}): Promise<Dev
     // anvil logs every RPC call; without a reader that is only noise (and `--silent` would hide the port).
     if (!log) await createTestClient({ mode: 'anvil', transport: http(rpcUrl) }).setLoggingEnabled(false);
     await placeContracts(rpcUrl, blockTime !== undefined);
+    const uniswap = options.uniswap
+      ? await deployUniswapV2({
+          rpcUrl,
+          ...(typeof options.uniswap === 'object' && options.uniswap.seed ? { seed: options.uniswap.seed } : {}),
+        })
+      : undefined;
     return {
+      ...(uniswap ? { uniswap } : {}),
       rpcUrl,
       chainId: DEVNET_CHAIN_ID,
       chain: resolveChain({ name: 'devnet', rpcUrl }),

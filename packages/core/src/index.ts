@@ -9,5 +9,6 @@ export * from './money.js';
 export * from './openapi.js';
 export * from './pagination.js';
 export * from './process.js';
+export * from './safe-fetch.js';
 export * from './secretbox.js';
 export * from './serve.js';

@@ -35,6 +35,18 @@ describe('logger', () => {
     expect((handled as any).wallet.agentToken).toBe('[redacted]');
     expect(lines.find((l) => l.msg === 'request')).toMatchObject({ method: 'GET', path: '/x', status: 200 });
 
+    logger.info(
+      {
+        sealed_key: 'v1.a.b.c',
+        wallet: { sealedKey: 'v1.d.e.f', webhookSecret: 'whsec_1', claimToken: 'wsc_1' },
+        headers: { 'x-claim-token': 'wsc_2' },
+      },
+      'wallet secrets',
+    );
+    const walletLine = JSON.stringify(lines.find((l) => l.msg === 'wallet secrets'));
+    for (const secret of ['v1.a.b.c', 'v1.d.e.f', 'whsec_1', 'wsc_1', 'wsc_2'])
+      expect(walletLine).not.toContain(secret);
+
     const fresh = await app.request('/x', { headers: { 'x-request-id': 'bad id with spaces\n' } });
     expect(fresh.headers.get('x-request-id')).toMatch(/^req_[0-9A-Za-z]{20}$/);
   });

@@ -23,6 +23,7 @@ let payee: `0x${string}`;
 let effects = 0;
 let failingEffects = 0;
 let prechecks = 0;
+let internalPayer: ReturnType<PaymentTestbed['payingFetch']> | undefined;
 
 function buildApp(gate: PaymentGate) {
   const app = new Hono<{ Variables: PaidVariables & CoreVariables }>();
@@ -54,6 +55,23 @@ function buildApp(gate: PaymentGate) {
       },
     }),
     (c) => c.json({ ok: true, transaction: c.get('payment').transaction }, 201),
+  );
+  app.get(
+    '/v1/internal',
+    gate.paid({
+      price: 1_000n,
+      settle: 'after-success',
+      internalPayment: async (_c, requirements) => {
+        if (!internalPayer) return undefined;
+        const required = {
+          x402Version: 2,
+          resource: { url: 'internal', mimeType: 'application/json' },
+          accepts: [requirements],
+        };
+        return internalPayer.client.createPaymentPayload(required as any);
+      },
+    }),
+    (c) => c.json({ payer: c.get('payer') }),
   );
   app.post(
     '/v1/priced',
@@ -385,6 +403,20 @@ describe('the paying client (createPayingFetch)', () => {
     const wrongRecipient = bed.payingFetch(payer, { allowPayTo: [bed.devnet.accounts.payer.address] });
     await expect(wrongRecipient.fetch(`${server.url}/v1/read`)).rejects.toThrow();
     expect(await bed.balance(payer.address)).toBe(1_000_000n - 2_000n);
+  });
+});
+
+describe('internal payments', () => {
+  it('pays with an internal payment when the request carries none, and answers 402 when there is none', async () => {
+    internalPayer = undefined;
+    expect((await fetch(`${server.url}/v1/internal`)).status).toBe(402);
+    const account = await bed.fundedAccount(1_000_000n);
+    internalPayer = bed.payingFetch(account);
+    const res = await fetch(`${server.url}/v1/internal`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ payer: account.address });
+    expect(res.headers.get('payment-response')).not.toBeNull();
+    expect(await bed.balance(account.address)).toBe(999_000n);
   });
 });
 
