@@ -1,6 +1,6 @@
 import { runMain, runUntilSignal } from '@agentstack/core';
-import { loadRuntimeConfig } from './config.js';
 import { startBridges } from './bridges.js';
+import { loadRuntimeConfig } from './config.js';
 import { HandLoadError } from './hands.js';
 import { buildRuntime, RUNTIME_VERSION } from './runtime.js';
 
