@@ -84,7 +84,7 @@ describe('TenantGateway', () => {
   it('points the runtime at the bridged ports and its own socket', () => {
     const env = gatewayRuntimeEnv();
     expect(env.RUNTIME_SOCKET).toBe(INSIDE.runtimeSocket);
-    expect(env.RUNTIME_BRIDGES.split(',')).toHaveLength(3);
+    expect(env.RUNTIME_BRIDGES?.split(',')).toHaveLength(3);
     expect(env.LLM_PROXY_URL).toBe('http://127.0.0.1:8090/v1');
     expect(env.HTTP_PROXY).toBe('http://127.0.0.1:3128');
   });
