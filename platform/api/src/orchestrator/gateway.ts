@@ -35,9 +35,10 @@ export function gatewayRuntimeEnv(): Record<string, string> {
     HTTPS_PROXY: proxy,
     http_proxy: proxy,
     https_proxy: proxy,
-    // The two platform endpoints are reached directly (they are bridges, not the web).
-    NO_PROXY: `127.0.0.1:${INSIDE.llmPort},127.0.0.1:${INSIDE.platformPort}`,
-    no_proxy: `127.0.0.1:${INSIDE.llmPort},127.0.0.1:${INSIDE.platformPort}`,
+    // Loopback is reached directly: inside it holds only the bridges and the tenant's own servers (the
+    // proxy would refuse it anyway). By host, not host:port: curl ignores entries with a port.
+    NO_PROXY: '127.0.0.1,localhost,::1',
+    no_proxy: '127.0.0.1,localhost,::1',
   };
 }
 

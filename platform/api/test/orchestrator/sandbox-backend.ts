@@ -1,0 +1,103 @@
+import { once } from 'node:events';
+import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createSecretBox } from '@agentstack/core';
+import { processesOfUid } from '@agentstack/sandbox';
+import { createTestSandboxManager } from '@agentstack/sandbox/testing';
+import { TenantGateway } from '../../src/orchestrator/gateway.js';
+import { SandboxOrchestrator } from '../../src/orchestrator/sandbox.js';
+import type { TenantLimits } from '../../src/orchestrator/types.js';
+import { ensureRuntimeBundle, HANDS_DIR } from './runtime-bundle.js';
+
+const quiet = { info() {}, warn() {} };
+
+/** A stand-in for one platform endpoint (LLM proxy or platform API) that says who it is and counts hits. */
+export async function startEndpoint(name: string): Promise<{ server: Server; port: number; hits: () => number }> {
+  let hits = 0;
+  const server = createServer((req, res) => {
+    hits++;
+    res.end(`${name} saw ${req.method} ${req.url} auth=${req.headers.authorization ?? ''}`);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port, hits: () => hits };
+}
+
+export interface SandboxBackend {
+  orchestrator: SandboxOrchestrator;
+  root: string;
+  tenantDataDir: string;
+  llm: Awaited<ReturnType<typeof startEndpoint>>;
+  platform: Awaited<ReturnType<typeof startEndpoint>>;
+  /** A second orchestrator over the same files (a restarted platform). */
+  reopen(): SandboxOrchestrator;
+  /** Backend traces of a tenant still on the host: processes, cgroups, sandbox files, gateway files, uid. */
+  leftovers(tenantId: string, uid: number | undefined): Promise<string[]>;
+  cleanup(): Promise<void>;
+}
+
+/** The sandbox backend over temporary directories, with real gateway sockets leading to stand-in endpoints. */
+export async function createSandboxBackend(options: { limits?: TenantLimits } = {}): Promise<SandboxBackend> {
+  const runtimeBundle = ensureRuntimeBundle();
+  const root = await mkdtemp(join(tmpdir(), 'orchestrator-sandbox-'));
+  // Tenant uids must pass through to their workspace and gateway directories.
+  await chmod(root, 0o711);
+  const env = await createTestSandboxManager({ cgroupGroup: `agentsquads-test-${process.pid}` });
+  const llm = await startEndpoint('llm');
+  const platform = await startEndpoint('platform');
+  const tenantDataDir = join(root, 'tenants');
+  const master = new Uint8Array(32).fill(7);
+  const make = () => {
+    const gateway = new TenantGateway({
+      rootDir: join(root, 'gateways'),
+      llmProxy: { host: '127.0.0.1', port: llm.port },
+      platformApi: { host: '127.0.0.1', port: platform.port },
+      log: quiet,
+    });
+    return new SandboxOrchestrator({
+      sandboxes: env.manager,
+      gateway,
+      paths: { tenantDataDir, runtimeBundle, handsDir: HANDS_DIR },
+      secrets: createSecretBox(master, 'tenant-runtime'),
+      log: quiet,
+      ...(options.limits ? { defaultLimits: options.limits } : {}),
+    });
+  };
+  const orchestrators: SandboxOrchestrator[] = [make()];
+  return {
+    orchestrator: orchestrators[0] as SandboxOrchestrator,
+    root,
+    tenantDataDir,
+    llm,
+    platform,
+    reopen() {
+      const again = make();
+      orchestrators.push(again);
+      return again;
+    },
+    async leftovers(tenantId, uid) {
+      const found: string[] = [];
+      if (uid !== undefined) {
+        for (const pid of await processesOfUid(uid)) found.push(`process ${pid} of uid ${uid}`);
+        if (await env.manager.registry.owner(uid)) found.push(`uid ${uid} still reserved`);
+      }
+      for (const name of await env.manager.cgroupsOnHost()) if (name === tenantId) found.push(`cgroup ${name}`);
+      for (const id of await readdir(join(env.stateDir, 'sandboxes')).catch(() => [] as string[]))
+        if (id === tenantId) found.push(`sandbox directory ${id}`);
+      for (const dir of ['tenants', 'gateways'])
+        for (const id of await readdir(join(root, dir)).catch(() => [] as string[]))
+          if (id === tenantId) found.push(`${dir}/${id}`);
+      return found;
+    },
+    async cleanup() {
+      for (const o of orchestrators) await o.close().catch(() => undefined);
+      await env.cleanup();
+      llm.server.close();
+      platform.server.close();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
