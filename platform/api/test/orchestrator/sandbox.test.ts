@@ -56,9 +56,9 @@ describe('SandboxOrchestrator', () => {
     await orchestrator.create({ tenantId, apiKey });
     await orchestrator.start(tenantId);
     const result = await orchestrator.exec(tenantId, [
-      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template.
       '/bin/bash',
       '-c',
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template.
       'id -u; pwd; echo "$HTTP_PROXY $WORKSPACE_DIR"; echo "key=${PLATFORM_API_KEY:-none} token=${RUNTIME_AUTH_TOKEN:-none}"; curl -s http://127.0.0.1:8090/v1/models -H "authorization: Bearer x"; echo; curl -s http://127.0.0.1:3001/api/me',
     ]);
     const [uid, cwd, env, secrets, llm, platform] = result.stdout.trim().split('\n');
