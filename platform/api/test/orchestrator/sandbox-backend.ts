@@ -1,5 +1,6 @@
 import { once } from 'node:events';
-import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -34,8 +35,10 @@ export interface SandboxBackend {
   platform: Awaited<ReturnType<typeof startEndpoint>>;
   /** A second orchestrator over the same files (a restarted platform). */
   reopen(): SandboxOrchestrator;
-  /** Backend traces of a tenant still on the host: processes, cgroups, sandbox files, gateway files, uid. */
-  leftovers(tenantId: string, uid: number | undefined): Promise<string[]>;
+  /** What of a tenant is on the host, listed again after destroy (see `IsolationTarget.traces`). */
+  traces(tenantId: string): Promise<() => Promise<string[]>>;
+  /** Host paths of a tenant: its directory, workspace, gateway, sandbox state and forward sockets. */
+  hostPaths(tenantId: string): Promise<string[]>;
   cleanup(): Promise<void>;
 }
 
@@ -67,6 +70,17 @@ export async function createSandboxBackend(options: { limits?: TenantLimits } = 
     });
   };
   const orchestrators: SandboxOrchestrator[] = [make()];
+  const hostPaths = (tenantId: string) => {
+    const sandboxDir = join(env.stateDir, 'sandboxes', tenantId);
+    return [
+      join(tenantDataDir, tenantId),
+      join(tenantDataDir, tenantId, 'workspace'),
+      join(root, 'gateways', tenantId),
+      sandboxDir,
+      join(sandboxDir, 'sock'),
+      join(sandboxDir, 'data'),
+    ];
+  };
   return {
     orchestrator: orchestrators[0] as SandboxOrchestrator,
     root,
@@ -78,20 +92,21 @@ export async function createSandboxBackend(options: { limits?: TenantLimits } = 
       orchestrators.push(again);
       return again;
     },
-    async leftovers(tenantId, uid) {
-      const found: string[] = [];
-      if (uid !== undefined) {
-        for (const pid of await processesOfUid(uid)) found.push(`process ${pid} of uid ${uid}`);
-        if (await env.manager.registry.owner(uid)) found.push(`uid ${uid} still reserved`);
-      }
-      for (const name of await env.manager.cgroupsOnHost()) if (name === tenantId) found.push(`cgroup ${name}`);
-      for (const id of await readdir(join(env.stateDir, 'sandboxes')).catch(() => [] as string[]))
-        if (id === tenantId) found.push(`sandbox directory ${id}`);
-      for (const dir of ['tenants', 'gateways'])
-        for (const id of await readdir(join(root, dir)).catch(() => [] as string[]))
-          if (id === tenantId) found.push(`${dir}/${id}`);
-      return found;
+    async traces(tenantId) {
+      const uid = (await env.manager.list()).find((info) => info.id === tenantId)?.uid;
+      const paths = hostPaths(tenantId);
+      return async () => {
+        const found: string[] = [];
+        if (uid !== undefined) {
+          for (const pid of await processesOfUid(uid)) found.push(`process ${pid} of uid ${uid}`);
+          if (await env.manager.registry.owner(uid)) found.push(`uid ${uid} still reserved`);
+        } else found.push('the tenant had no sandbox uid');
+        for (const name of await env.manager.cgroupsOnHost()) if (name === tenantId) found.push(`cgroup ${name}`);
+        for (const path of paths) if (existsSync(path)) found.push(path);
+        return found;
+      };
     },
+    hostPaths: async (tenantId) => hostPaths(tenantId),
     async cleanup() {
       for (const o of orchestrators) await o.close().catch(() => undefined);
       await env.cleanup();

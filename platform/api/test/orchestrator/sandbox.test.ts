@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { newId } from '@agentstack/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestOverSocket } from '../../src/orchestrator/health.js';
+import { describeIsolation } from './isolation-suite.js';
 import { createSandboxBackend, type SandboxBackend } from './sandbox-backend.js';
 
 let backend: SandboxBackend;
@@ -114,4 +115,15 @@ describe('SandboxOrchestrator', () => {
     await again.destroy(tenantId);
     expect(existsSync(join(backend.tenantDataDir, tenantId))).toBe(false);
   });
+});
+
+describeIsolation('sandbox (bubblewrap)', async () => {
+  const isolated = await createSandboxBackend();
+  return {
+    orchestrator: isolated.orchestrator,
+    endpointHits: () => ({ llm: isolated.llm.hits(), platform: isolated.platform.hits() }),
+    traces: (tenantId) => isolated.traces(tenantId),
+    hostPaths: (tenantId) => isolated.hostPaths(tenantId),
+    cleanup: () => isolated.cleanup(),
+  };
 });
