@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { newId } from '@agentstack/core';
+import { newId, waitFor } from '@agentstack/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestOverSocket } from '../../src/orchestrator/health.js';
 import { describeIsolation } from './isolation-suite.js';
@@ -114,6 +114,110 @@ describe('SandboxOrchestrator', () => {
     expect(env.stdout).toContain('RUNTIME_DEFAULT_MODEL=demo');
     await again.destroy(tenantId);
     expect(existsSync(join(backend.tenantDataDir, tenantId))).toBe(false);
+  });
+});
+
+describe('SandboxOrchestrator: terminal, limits, crashes', () => {
+  it('opens a tmux terminal as the tenant in /workspace; resizes; the session survives a closed terminal', async () => {
+    const { orchestrator } = backend;
+    const tenantId = newId('ten');
+    await orchestrator.create({ tenantId, apiKey });
+    await expect(orchestrator.openTerminal(tenantId, { cols: 80, rows: 24 })).rejects.toMatchObject({
+      code: 'runtime_not_running',
+    });
+    await expect(orchestrator.exec(tenantId, ['true'])).rejects.toMatchObject({ status: 409 });
+    await orchestrator.start(tenantId);
+    const terminal = await orchestrator.openTerminal(tenantId, { cols: 100, rows: 30 });
+    let screen = '';
+    terminal.stream.on('data', (chunk: Buffer) => {
+      screen += chunk.toString();
+    });
+    await waitFor(() => screen.includes('$ '), { what: 'a prompt', timeoutMs: 20_000 });
+    terminal.stream.write('echo "$(id -u) $(pwd) cols=$(tput cols) $((6*7))"\r');
+    await waitFor(() => /\d+ \/workspace cols=100 42/.test(screen), { what: 'output', timeoutMs: 10_000 });
+    terminal.resize(120, 40);
+    await waitFor(
+      async () => {
+        terminal.stream.write('tput cols\r');
+        await new Promise((r) => setTimeout(r, 200));
+        return screen.includes('\n120');
+      },
+      { what: 'the new width', timeoutMs: 10_000 },
+    );
+    await terminal.close();
+    expect((await orchestrator.exec(tenantId, ['tmux', 'ls'])).stdout).toMatch(/^main: /);
+    // A second terminal attaches to the same session.
+    const again = await orchestrator.openTerminal(tenantId, { cols: 80, rows: 24 });
+    let second = '';
+    again.stream.on('data', (chunk: Buffer) => {
+      second += chunk.toString();
+    });
+    await waitFor(() => second.includes('42'), { what: 'the earlier output in the session', timeoutMs: 10_000 });
+    await again.close();
+    await orchestrator.destroy(tenantId);
+  });
+
+  it('applies per-tenant limits', async () => {
+    const { orchestrator } = backend;
+    const tenantId = newId('ten');
+    await orchestrator.create({ tenantId, apiKey, limits: { memoryBytes: 256 * 1024 * 1024, pids: 64 } });
+    await orchestrator.start(tenantId);
+    const fork = await orchestrator.exec(tenantId, [
+      'perl',
+      '-e',
+      'my ($n, @k) = (0); while ($n < 500) { my $p = fork(); last unless defined $p; if (!$p) { sleep 30; exit } push @k, $p; $n++ } print $n; kill 9, @k',
+    ]);
+    expect(Number(fork.stdout)).toBeGreaterThan(10);
+    expect(Number(fork.stdout)).toBeLessThan(64);
+    const rss = await orchestrator.exec(tenantId, [
+      '/bin/sh',
+      '-c',
+      'ps -o rss= -p "$(pgrep -f agentsquads-runtime.mjs | head -1)"',
+    ]);
+    console.log(`runtime RSS idle: ${Math.round(Number(rss.stdout.trim()) / 1024)} MiB`);
+    const bomb = await orchestrator.exec(tenantId, ['perl', '-e', '$x = "x" x (300 * 1024 * 1024); print "survived"'], {
+      timeoutMs: 60_000,
+    });
+    expect(bomb.stdout).not.toContain('survived');
+    expect((await orchestrator.status(tenantId)).healthy).toBe(true);
+    await orchestrator.destroy(tenantId);
+  });
+
+  it('reports a crashed runtime as an error and starts it again', async () => {
+    const { orchestrator } = backend;
+    const tenantId = newId('ten');
+    await orchestrator.create({ tenantId, apiKey });
+    await orchestrator.start(tenantId);
+    await orchestrator.exec(tenantId, ['/bin/sh', '-c', 'kill -9 "$(pgrep -f agentsquads-runtime.mjs | head -1)"']);
+    await waitFor(async () => (await orchestrator.status(tenantId)).state === 'error', {
+      what: 'the error state',
+      timeoutMs: 15_000,
+    });
+    expect((await orchestrator.status(tenantId)).message).toMatch(/exited/);
+    await orchestrator.start(tenantId);
+    expect(await orchestrator.status(tenantId)).toMatchObject({ state: 'running', healthy: true });
+    // Starting a running, healthy runtime is a no-op; concurrent starts are serialised.
+    await Promise.all([orchestrator.start(tenantId), orchestrator.start(tenantId)]);
+    expect(await orchestrator.status(tenantId)).toMatchObject({ state: 'running', healthy: true });
+    await orchestrator.destroy(tenantId);
+  });
+
+  it('refuses a runtime that does not become healthy, with its reason, and leaves it stopped', async () => {
+    const { orchestrator } = backend;
+    const tenantId = newId('ten');
+    // A Hand that does not exist stops the runtime at start.
+    await orchestrator.create({ tenantId, apiKey, env: { RUNTIME_DEFAULT_HAND: 'no-such-hand' } });
+    await expect(orchestrator.start(tenantId, { timeoutMs: 20_000 })).rejects.toMatchObject({
+      code: 'runtime_start_failed',
+      message: expect.stringMatching(/exited before it was healthy/),
+    });
+    expect((await orchestrator.status(tenantId)).state).not.toBe('running');
+    await orchestrator.destroy(tenantId);
+  });
+
+  it('refuses tenant ids that are not ids', async () => {
+    await expect(backend.orchestrator.create({ tenantId: '../etc', apiKey })).rejects.toThrow(/not a tenant id/);
+    await expect(backend.orchestrator.status('ten_../../x')).rejects.toThrow(/not a tenant id/);
   });
 });
 
