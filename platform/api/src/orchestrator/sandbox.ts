@@ -188,7 +188,11 @@ export class SandboxOrchestrator implements TenantOrchestrator {
       const limits = { ...this.limits, ...request.limits };
       const existing = await this.load(tenantId);
       if (existing) {
-        // Idempotent: the same sandbox; a new key or limits replace the old ones.
+        // The same sandbox and workspace; the new key, env and limits apply from the next start.
+        existing.token = undefined;
+        await existing.sandbox.stop({ graceMs: 5_000 });
+        await this.options.gateway.close(tenantId);
+        existing.lastExit = undefined;
         existing.record = { ...existing.record, secrets };
         await writeRuntimeRecord(dir, existing.record, this.options.secrets);
         await existing.sandbox.setLimits(limits);

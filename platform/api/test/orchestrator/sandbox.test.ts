@@ -42,8 +42,17 @@ describe('SandboxOrchestrator', () => {
     expect(hands.status).toBe(200);
     expect(JSON.parse(hands.body).hands.map((h: { name: string }) => h.name)).toContain('assistant');
 
-    // Idempotent create: same runtime, still running.
-    expect(await orchestrator.create({ tenantId, apiKey })).toEqual({ runtimeId });
+    // Create again (a new key): same runtime and workspace, stopped, and started with the new key.
+    await orchestrator.writeWorkspaceFile(tenantId, 'kept.txt', new TextEncoder().encode('kept\n'));
+    expect(await orchestrator.create({ tenantId, apiKey: `${apiKey}-2` })).toEqual({ runtimeId });
+    expect(await orchestrator.status(tenantId)).toMatchObject({ state: 'stopped' });
+    await orchestrator.start(tenantId);
+    const env = await orchestrator.exec(tenantId, [
+      '/bin/sh',
+      '-c',
+      'cat kept.txt; tr "\\0" "\\n" < /proc/$(pgrep -f agentsquads-runtime.mjs | head -1)/environ | grep PLATFORM_API_KEY',
+    ]);
+    expect(env.stdout).toBe(`kept\nPLATFORM_API_KEY=${apiKey}-2\n`);
     await orchestrator.stop(tenantId);
     expect(await orchestrator.status(tenantId)).toMatchObject({ state: 'stopped', healthy: false });
     await expect(orchestrator.runtimeEndpoint(tenantId)).rejects.toMatchObject({ code: 'runtime_not_running' });
