@@ -197,7 +197,10 @@ describe('SandboxOrchestrator: terminal, limits, crashes', () => {
     const tenantId = newId('ten');
     await orchestrator.create({ tenantId, apiKey });
     await orchestrator.start(tenantId);
-    await orchestrator.exec(tenantId, ['/bin/sh', '-c', 'kill -9 "$(pgrep -f agentsquads-runtime.mjs | head -1)"']);
+    // The sandbox ends with its runtime, possibly before this command can report back.
+    await orchestrator
+      .exec(tenantId, ['/bin/sh', '-c', 'kill -9 "$(pgrep -f agentsquads-runtime.mjs | head -1)"'])
+      .catch(() => undefined);
     await waitFor(async () => (await orchestrator.status(tenantId)).state === 'error', {
       what: 'the error state',
       timeoutMs: 15_000,
