@@ -257,8 +257,9 @@ export class SandboxOrchestrator implements TenantOrchestrator {
       const tenant = await this.require(tenantId);
       if (tenant.sandbox.status === 'running' && tenant.token) {
         if (await runtimeHealthy(tenant.sandbox.socketPath('runtime'))) return;
-        await tenant.sandbox.stop({ graceMs: 2_000 });
       }
+      // Running but unhealthy (or without a token we issued): start it afresh.
+      if (tenant.sandbox.status !== 'stopped') await tenant.sandbox.stop({ graceMs: 2_000 });
       const started = Date.now();
       const deadline = Math.min(timeoutMs, MAX_START_TIMEOUT_MS);
       tenant.starting = true;
@@ -367,13 +368,17 @@ export class SandboxOrchestrator implements TenantOrchestrator {
   }
 
   async openTerminal(tenantId: string, size: { cols: number; rows: number }): Promise<TenantTerminal> {
+    for (const [name, value] of Object.entries(size)) {
+      if (!Number.isInteger(value) || value < 1 || value > 1000) {
+        throw new AppError('invalid_request', `${name} must be an integer from 1 to 1000`, 400, { field: name });
+      }
+    }
     const tenant = await this.requireRunning(tenantId);
     const pty = spawnPty(tenant.sandbox, ['tmux', 'new-session', '-A', '-s', 'main'], {
       cols: size.cols,
       rows: size.rows,
       cwd: SANDBOX_INSIDE.workspace,
     });
-    const stream = Duplex.from({ readable: pty.stdout, writable: pty.stdin });
     let closed = false;
     const close = async () => {
       if (closed) return;
@@ -381,11 +386,29 @@ export class SandboxOrchestrator implements TenantOrchestrator {
       // The tmux session stays: the next terminal attaches to it again.
       pty.kill('SIGTERM');
       await pty.exited;
-      stream.destroy();
+      if (!stream.destroyed) stream.destroy();
     };
-    void pty.exited.then(() => {
-      if (!stream.destroyed) stream.push(null);
+    const stream = new Duplex({
+      read: () => {
+        pty.stdout.resume();
+      },
+      write: (chunk: Buffer, _encoding, callback) => {
+        pty.stdin.write(chunk, callback);
+      },
+      final: (callback) => {
+        pty.stdin.end();
+        callback();
+      },
+      // A consumer that just drops the stream (a closed WebSocket) ends the terminal too.
+      destroy: (err, callback) => {
+        void close();
+        callback(err);
+      },
     });
+    pty.stdout.on('data', (chunk: Buffer) => {
+      if (!stream.push(chunk)) pty.stdout.pause();
+    });
+    pty.stdout.on('end', () => stream.push(null));
     return {
       stream,
       resize: (cols, rows) => {

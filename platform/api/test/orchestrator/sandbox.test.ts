@@ -136,6 +136,10 @@ describe('SandboxOrchestrator: terminal, limits, crashes', () => {
     });
     await expect(orchestrator.exec(tenantId, ['true'])).rejects.toMatchObject({ status: 409 });
     await orchestrator.start(tenantId);
+    await expect(orchestrator.openTerminal(tenantId, { cols: 0, rows: 30 })).rejects.toMatchObject({
+      status: 400,
+      field: 'cols',
+    });
     const terminal = await orchestrator.openTerminal(tenantId, { cols: 100, rows: 30 });
     let screen = '';
     terminal.stream.on('data', (chunk: Buffer) => {
@@ -162,7 +166,11 @@ describe('SandboxOrchestrator: terminal, limits, crashes', () => {
       second += chunk.toString();
     });
     await waitFor(() => second.includes('42'), { what: 'the earlier output in the session', timeoutMs: 10_000 });
-    await again.close();
+    // Dropping the stream ends the terminal too (nothing but the tmux server remains).
+    again.stream.destroy();
+    await waitFor(async () => !(await orchestrator.exec(tenantId, ['pgrep', '-x', 'script'])).stdout.trim(), {
+      what: 'the terminal to end',
+    });
     await orchestrator.destroy(tenantId);
   });
 
