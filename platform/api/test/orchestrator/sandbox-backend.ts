@@ -16,15 +16,19 @@ import { ensureRuntimeBundle, HANDS_DIR } from './runtime-bundle.js';
 const quiet = { info() {}, warn() {} };
 
 /** A stand-in for one platform endpoint (LLM proxy or platform API) that says who it is and counts hits. */
-export async function startEndpoint(name: string): Promise<{ server: Server; port: number; hits: () => number }> {
+export async function startEndpoint(
+  name: string,
+): Promise<{ server: Server; port: number; hits: () => number; lastAuth: () => string | undefined }> {
   let hits = 0;
+  let lastAuth: string | undefined;
   const server = createServer((req, res) => {
     hits++;
+    lastAuth = req.headers.authorization;
     res.end(`${name} saw ${req.method} ${req.url} auth=${req.headers.authorization ?? ''}`);
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  return { server, port: (server.address() as AddressInfo).port, hits: () => hits };
+  return { server, port: (server.address() as AddressInfo).port, hits: () => hits, lastAuth: () => lastAuth };
 }
 
 export interface SandboxBackend {

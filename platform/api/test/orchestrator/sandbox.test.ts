@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { newId, waitFor } from '@agentstack/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requestOverSocket } from '../../src/orchestrator/health.js';
-import { describeIsolation } from './isolation-suite.js';
+import { describeIsolation, REQ } from './isolation-suite.js';
 import { createSandboxBackend, type SandboxBackend } from './sandbox-backend.js';
 
 let backend: SandboxBackend;
@@ -68,8 +68,7 @@ describe('SandboxOrchestrator', () => {
     const result = await orchestrator.exec(tenantId, [
       '/bin/bash',
       '-c',
-      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template.
-      'id -u; pwd; echo "$HTTP_PROXY $WORKSPACE_DIR"; echo "key=${PLATFORM_API_KEY:-none} token=${RUNTIME_AUTH_TOKEN:-none}"; curl -s http://127.0.0.1:8090/v1/models -H "authorization: Bearer x"; echo; curl -s http://127.0.0.1:3001/api/me',
+      `id -u; pwd; echo "$HTTP_PROXY $WORKSPACE_DIR"; echo "key=\${PLATFORM_API_KEY:-none} token=\${RUNTIME_AUTH_TOKEN:-none}"\n${REQ}\nreq llm 127.0.0.1 8090 GET /v1/models 'authorization: Bearer x'\nreq platform 127.0.0.1 3001 GET /api/me`,
     ]);
     const [uid, cwd, env, secrets, llm, platform] = result.stdout.trim().split('\n');
     expect(Number(uid)).toBeGreaterThanOrEqual(2_000_000);
@@ -77,8 +76,9 @@ describe('SandboxOrchestrator', () => {
     expect(env).toBe('http://127.0.0.1:3128 /workspace');
     // exec'd commands never see the runtime's secrets.
     expect(secrets).toBe('key=none token=none');
-    expect(llm).toBe('llm saw GET /v1/models auth=Bearer x');
-    expect(platform).toBe('platform saw GET /api/me auth=');
+    expect(llm).toBe('llm=200');
+    expect(platform).toBe('platform=200');
+    expect(backend.llm.lastAuth()).toBe('Bearer x');
     await orchestrator.destroy(tenantId);
   });
 
