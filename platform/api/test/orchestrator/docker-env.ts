@@ -1,40 +1,20 @@
-import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { newId } from '@agentstack/core';
 import Docker from 'dockerode';
 import { DockerOrchestrator, type DockerOrchestratorOptions } from '../../src/orchestrator/docker.js';
+import { ensureTenantImage } from '../../src/orchestrator/docker-image.js';
 import { TenantGateway } from '../../src/orchestrator/gateway.js';
 
-const run = promisify(execFile);
-const repo = new URL('../../../../', import.meta.url).pathname;
 export const quiet = { info() {}, warn() {} };
-
-/**
- * Builds (or finds, cached) the tenant image with deploy/tenant/build.sh; fails with what is missing when
- * there is no Docker engine. Seconds when cached, ~2 min for the first base build on a machine.
- */
-export async function tenantImage(): Promise<string> {
-  const docker = new Docker();
-  await docker.ping().catch((err: Error) => {
-    throw new Error(`no Docker engine at /var/run/docker.sock (${err.message}): install docker.io and start dockerd`);
-  });
-  const image = process.env.TENANT_IMAGE ?? 'agentsquads/tenant:dev';
-  const { stdout } = await run(join(repo, 'deploy/tenant/build.sh'), [], {
-    env: { ...process.env, TENANT_IMAGE: image },
-    maxBuffer: 16 * 1024 * 1024,
-  });
-  return stdout.trim().split('\n').pop() as string;
-}
 
 /** A Docker orchestrator on a private data dir and gateway, marked so cleanup removes exactly its containers. */
 export async function dockerHarness(options: Partial<DockerOrchestratorOptions> = {}) {
-  const image = await tenantImage();
+  const image = await ensureTenantImage({ image: process.env.TENANT_IMAGE });
   const runId = `t${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const root = mkdtempSync(join(tmpdir(), 'docker-orch-'));
   const llm = createServer((req, res) => res.end(`llm saw ${req.method} ${req.url}`));
