@@ -72,7 +72,11 @@ export interface TenantTerminal {
 
 export interface TenantOrchestrator {
   readonly backend: RuntimeBackend;
-  /** Prepares workspace, gateway and the sandbox/container (stopped). Idempotent per tenant. */
+  /**
+   * Prepares workspace, gateway and the sandbox/container (stopped). Called again for an existing tenant
+   * (e.g. the platform issued a new API key after a restart), it replaces key and env, stops a running
+   * runtime, and keeps the workspace.
+   */
   create(request: CreateTenantRuntime): Promise<{ runtimeId: string }>;
   /** Starts it and resolves once the runtime's `/health` answers 200 (rejects after `timeoutMs`, default 30 s). */
   start(tenantId: string, options?: { timeoutMs?: number }): Promise<void>;
