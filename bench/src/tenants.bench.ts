@@ -106,7 +106,7 @@ export async function main() {
 
     // A fleet of idle tenants, started 4 at a time; then a few plain containers for comparison.
     const fleetSize = SMOKE ? 3 : 20;
-    const before = await memAvailable();
+    const available = await memAvailable();
     const fleet: string[] = [];
     for (let i = 0; i < fleetSize; i += 4) {
       const batch = await Promise.all(
@@ -115,24 +115,25 @@ export async function main() {
       fleet.push(...batch);
     }
     await sleep(SMOKE ? 2_000 : 10_000); // let start-up garbage settle
-    const after = await memAvailable();
     const oursMemory = await Promise.all(
-      fleet.map(async (tenantId) => cgroupMemory(docker, (await orchestrator.inspect(tenantId))!.Id)),
+      fleet.map(async (tenantId) => containerMemory(docker, (await orchestrator.inspect(tenantId))!.Id)),
     );
     const peers = await Promise.all(Array.from({ length: SMOKE ? 2 : 5 }, () => peer().then((p) => p.container)));
     await sleep(SMOKE ? 2_000 : 10_000);
-    const peerMemory = await Promise.all(peers.map((c) => cgroupMemory(docker, c.id)));
+    const peerMemory = await Promise.all(peers.map((c) => containerMemory(docker, c.id)));
     await Promise.all(peers.map((c) => c.remove({ force: true })));
     await Promise.all(fleet.map((tenantId) => orchestrator.destroy(tenantId)));
 
-    const perTenantSystem = (before - after) / fleetSize;
     const workingSet = {
       ours: median(oursMemory.map((m) => m.workingSet)),
       peer: median(peerMemory.map((m) => m.workingSet)),
     };
     const rss = { ours: median(oursMemory.map((m) => m.rss)), peer: median(peerMemory.map((m) => m.rss)) };
-    const fitIdle = Math.floor(before / perTenantSystem);
-    const fitLimit = Math.floor(before / (512 * MiB));
+    const shim = { ours: median(oursMemory.map((m) => m.shimPss)), peer: median(peerMemory.map((m) => m.shimPss)) };
+    // What one more idle tenant costs the machine: its cgroup plus its containerd shim (proportional share).
+    const perTenant = workingSet.ours + shim.ours;
+    const fitIdle = Math.floor(available / perTenant);
+    const fitLimit = Math.floor(available / (512 * MiB));
     const p = percentile;
     await report({
       name: 'tenants',
@@ -178,10 +179,10 @@ export async function main() {
       notes: [
         `Seed targets: healthy within ${SEED_HEALTHY_MS / 1000} s — Docker backend p99 ${(p(ready.ours, 99) / 1000).toFixed(2)} s ` +
           `(${p(ready.ours, 99) < SEED_HEALTHY_MS ? 'met' : 'missed'}; ${iterations} tenants one after another).`,
-        `${fleetSize} idle tenants running at once: available memory fell by ${(perTenantSystem / MiB).toFixed(0)} MiB per tenant ` +
-          `(container + containerd shim + kernel), ${(before / MiB / 1024).toFixed(1)} GiB were available before: ` +
-          `≈ ${fitIdle} idle tenants fit on this machine (seed: ${SEED_TENANTS}, ${fitIdle >= SEED_TENANTS ? 'met' : 'missed'}); ` +
-          `${fitLimit} if every tenant used its whole 512 MiB limit.`,
+        `${fleetSize} idle tenants running at once: ${(perTenant / MiB).toFixed(1)} MiB each (cgroup working set ` +
+          `${(workingSet.ours / MiB).toFixed(1)} MiB + containerd shim ${(shim.ours / MiB).toFixed(1)} MiB PSS); ` +
+          `${(available / MiB / 1024).toFixed(1)} GiB available → ≈ ${fitIdle} idle tenants fit on this machine ` +
+          `(seed: ${SEED_TENANTS}, ${fitIdle >= SEED_TENANTS ? 'met' : 'missed'}); ${fitLimit} if every tenant used its whole 512 MiB limit.`,
       ],
     });
   } finally {
@@ -201,15 +202,28 @@ export async function main() {
   }
 }
 
-/** A container's memory cgroup: usage minus inactive page cache (what `docker stats` shows), and anonymous RSS. */
-async function cgroupMemory(docker: Docker, containerId: string): Promise<{ workingSet: number; rss: number }> {
-  const stats = (await docker.getContainer(containerId).stats({ stream: false })) as {
+/**
+ * A container's memory: its cgroup's usage minus inactive page cache (what `docker stats` shows), its
+ * anonymous RSS, and the proportional set size of the containerd shim that babysits it (a host process per
+ * container, outside the cgroup).
+ */
+async function containerMemory(
+  docker: Docker,
+  containerId: string,
+): Promise<{ workingSet: number; rss: number; shimPss: number }> {
+  const container = docker.getContainer(containerId);
+  const stats = (await container.stats({ stream: false })) as {
     memory_stats: { usage?: number; stats?: Record<string, number> };
   };
   const usage = stats.memory_stats.usage ?? 0;
   const s = stats.memory_stats.stats ?? {};
   const inactiveFile = s.total_inactive_file ?? s.inactive_file ?? 0;
-  return { workingSet: usage - inactiveFile, rss: s.total_rss ?? s.rss ?? s.anon ?? 0 };
+  const initPid = (await container.inspect()).State.Pid;
+  const status = await readFile(`/proc/${initPid}/status`, 'utf8');
+  const shimPid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1]);
+  const rollup = await readFile(`/proc/${shimPid}/smaps_rollup`, 'utf8').catch(() => '');
+  const shimPss = Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0) * 1024;
+  return { workingSet: usage - inactiveFile, rss: s.total_rss ?? s.rss ?? s.anon ?? 0, shimPss };
 }
 
 async function memAvailable(): Promise<number> {

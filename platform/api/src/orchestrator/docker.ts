@@ -92,13 +92,21 @@ export class DockerOrchestrator implements TenantOrchestrator {
     return this.locked(request.tenantId, async () => {
       const { tenantId } = request;
       const name = this.containerName(tenantId);
-      const existing = await this.inspect(tenantId);
-      if (existing) return { runtimeId: existing.Id };
-
       const owner = `docker:${tenantId}`;
       const home = tenantDir(this.options.tenantDataDir, tenantId);
       await mkdir(home, { recursive: true, mode: 0o711 });
-      const uid = (await this.reservationOf(owner)) ?? (await this.uids.reserve(owner, home));
+      // An existing tenant gets a new container (a container's env is fixed: new key, new token) on the
+      // same uid and workspace; a running runtime is stopped.
+      const existing = await this.inspect(tenantId);
+      if (existing) {
+        await ignore(this.docker.getContainer(existing.Id).remove({ force: true }), 404);
+        this.started.delete(tenantId);
+        await this.options.gateway.close(tenantId);
+      }
+      const uid =
+        (existing ? Number(existing.Config.Labels[LABELS.uid]) : undefined) ??
+        (await this.reservationOf(owner)) ??
+        (await this.uids.reserve(owner, home));
       try {
         const workspace = tenantWorkspaceDir(this.options.tenantDataDir, tenantId);
         await mkdir(workspace, { recursive: true, mode: 0o700 });
@@ -146,10 +154,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
         this.options.log.info({ tenantId, runtimeId: container.id, uid }, 'tenant container created');
         return { runtimeId: container.id };
       } catch (err) {
-        // Two creates racing: the other one won, use its container.
-        const other = await this.inspect(tenantId);
-        if (other) return { runtimeId: other.Id };
-        await this.uids.release(uid, owner);
+        if (!existing) await this.uids.release(uid, owner);
         throw err;
       }
     });

@@ -25,7 +25,6 @@ describe('DockerOrchestrator', () => {
     const { orchestrator } = h;
     expect((await orchestrator.status(tenantId)).state).toBe('missing');
     const { runtimeId } = await orchestrator.create({ tenantId, apiKey: 'sk_test_key_1234567890' });
-    expect(await orchestrator.create({ tenantId, apiKey: 'sk_test_key_1234567890' })).toEqual({ runtimeId });
     expect(await orchestrator.status(tenantId)).toMatchObject({ state: 'stopped', runtimeId, healthy: false });
 
     const began = Date.now();
@@ -54,6 +53,18 @@ describe('DockerOrchestrator', () => {
     await expect(orchestrator.writeWorkspaceFile(tenantId, '../escape.txt', Buffer.from('x'))).rejects.toThrow(
       /not a path inside/,
     );
+
+    // Created again (a new key): a new container on the same uid and workspace, stopped; a new runtime token.
+    const again = await orchestrator.create({ tenantId, apiKey: 'sk_test_key_new_0987654321' });
+    expect(again.runtimeId).not.toBe(runtimeId);
+    expect(await orchestrator.status(tenantId)).toMatchObject({ state: 'stopped', runtimeId: again.runtimeId });
+    await orchestrator.start(tenantId);
+    const renewed = await orchestrator.runtimeEndpoint(tenantId);
+    expect(renewed.token).not.toBe(token);
+    expect((await viaSocket(socketPath, '/v1/hands', { authorization: `Bearer ${renewed.token}` })).status).toBe(200);
+    expect((await orchestrator.exec(tenantId, ['sh', '-c', 'id -u; cat uploads/a.txt'])).stdout).toBe(`${uid}\nhello`);
+    const env = (await orchestrator.inspect(tenantId))?.Config.Env ?? [];
+    expect(env).toContain('PLATFORM_API_KEY=sk_test_key_new_0987654321');
 
     await orchestrator.stop(tenantId);
     expect((await orchestrator.status(tenantId)).state).toBe('stopped');
