@@ -8,7 +8,7 @@
 #      + data/hands, tagged agentsquads/tenant:<content hash> and $TENANT_IMAGE (agentsquads/tenant:dev).
 #      Unchanged content → nothing is rebuilt.
 # Needs root, docker, debootstrap (first base build only) and network access to a Debian mirror.
-# Prints the image name and its size (uncompressed; with --size also `docker save | gzip` compressed).
+# Prints the content-hash tag on stdout (and sizes on stderr; with --size also `docker save | gzip`).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -21,6 +21,11 @@ image="${TENANT_IMAGE:-agentsquads/tenant:dev}"
 node_bin="${TENANT_NODE:-$(command -v node)}"
 
 log() { echo "tenant-image: $*" >&2; }
+
+# One build at a time per machine (tests and benches may call this concurrently).
+mkdir -p "$cache"
+exec 9>"$cache/tenant-image.lock"
+flock 9
 
 base_key="$( { echo "$suite $packages"; cat "$here/rootfs-trim.sh"; } | sha256sum | cut -c1-16)"
 base="agentsquads/tenant-base:$base_key"
@@ -69,4 +74,10 @@ if [ "${1:-}" = "--size" ]; then
   gz="$(docker save "$image" | gzip -6 | wc -c)"
   log "$image: $((gz / 1000000)) MB compressed (docker save | gzip)"
 fi
-echo "$image"
+# Keep the three newest content-tagged builds of this script; older ones go unless a container uses them.
+docker image ls --filter label=org.agentsquads.content --format '{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}' |
+  grep -P '\tagentsquads/tenant:[0-9a-f]{16}$' | sort -r | tail -n +4 | cut -f2 |
+  while read -r old; do [ "$old" = "$tagged" ] || docker rmi "$old" >/dev/null 2>&1 || true; done
+# The immutable tag: callers (tests, benches, the platform) use it, so a concurrent build elsewhere that
+# moves $image does not change what they run.
+echo "$tagged"
