@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the tenant runtime image locally, idempotently, with no image registry:
-#   1. base: `debootstrap --variant=minbase` Debian bookworm + tmux, git, python3, ca-certificates, procps,
+#   1. base: `debootstrap --variant=minbase` Debian bookworm + tmux, git, python3, curl, ca-certificates, procps,
 #      trimmed by rootfs-trim.sh, `docker import`ed as agentsquads/tenant-base:<key>. The key hashes the
 #      package list and the trim script; the root tarball is cached in $AGENTSTACK_CACHE_DIR
 #      (/var/cache/agentstack), so a machine builds it once (~1.5 min) and re-imports it in seconds.
@@ -16,7 +16,7 @@ repo="$(cd "$here/../.." && pwd)"
 cache="${AGENTSTACK_CACHE_DIR:-/var/cache/agentstack}"
 suite="${TENANT_DEBIAN_SUITE:-bookworm}"
 mirror="${TENANT_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-packages="tmux,git,python3,ca-certificates,procps"
+packages="tmux,git,python3,curl,ca-certificates,procps"
 image="${TENANT_IMAGE:-agentsquads/tenant:dev}"
 node_bin="${TENANT_NODE:-$(command -v node)}"
 
@@ -65,7 +65,8 @@ tagged="agentsquads/tenant:$content_key"
 
 if ! docker image inspect "$tagged" >/dev/null 2>&1; then
   log "building $tagged"
-  docker build --quiet --build-arg "BASE=$base" --label "org.agentsquads.content=$content_key" -t "$tagged" "$ctx" >/dev/null
+  docker build --quiet --build-arg "BASE=$base" --label "org.agentsquads.content=$content_key" -t "$tagged" "$ctx" \
+    >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; exit 1; }
 fi
 docker tag "$tagged" "$image"
 size="$(docker image inspect -f '{{.Size}}' "$image")"

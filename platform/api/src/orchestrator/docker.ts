@@ -34,6 +34,40 @@ export const LABELS = {
 const SECRET_ENV = ['RUNTIME_AUTH_TOKEN', 'PLATFORM_API_KEY'];
 const MAX_EXEC_OUTPUT = 16 * 1024 * 1024;
 
+/**
+ * Run inside a tenant (python3 of the image): writes stdin to /workspace/<argv[1]>, creating directories,
+ * never following a symlink (openat + O_NOFOLLOW per component). Exit 3: the path is refused.
+ */
+const CONFINED_WRITE = `
+import os, sys
+parts = sys.argv[1].split('/')
+fd = os.open('/workspace', os.O_RDONLY | os.O_DIRECTORY)
+try:
+    for part in parts[:-1]:
+        try:
+            os.mkdir(part, 0o755, dir_fd=fd)
+        except FileExistsError:
+            pass
+        next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+        os.close(fd)
+        fd = next_fd
+    out = os.open(parts[-1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+except (NotADirectoryError, IsADirectoryError) as e:
+    sys.stderr.write('a component is not a directory or is a symbolic link' if e.errno == 20 else 'is a directory')
+    sys.exit(3)
+except OSError as e:
+    if e.errno == 40:
+        sys.stderr.write('is a symbolic link')
+        sys.exit(3)
+    raise
+with os.fdopen(out, 'wb') as f:
+    while True:
+        chunk = sys.stdin.buffer.read(1 << 20)
+        if not chunk:
+            break
+        f.write(chunk)
+`;
+
 export interface DockerOrchestratorOptions {
   tenantDataDir: string;
   gateway: TenantGateway;
@@ -344,13 +378,15 @@ export class DockerOrchestrator implements TenantOrchestrator {
     if (!info) throw notFound('tenant runtime');
     const uid = Number(info.Config.Labels[LABELS.uid]);
     if (info.State.Running) {
-      // Written by the tenant itself, inside its container: confined by its own walls (a symlink of its
-      // can lead nowhere it could not write anyway), owned by its uid.
-      const result = await this.exec(
-        tenantId,
-        ['sh', '-c', 'mkdir -p -- "$(dirname -- "$1")" && cat > "$1"', 'sh', `/workspace/${parts.join('/')}`],
-        { stdin: Buffer.from(data), timeoutMs: 60_000 },
-      );
+      // Written by the tenant itself inside its container (owned by its uid, confined by its own walls),
+      // walking the path with openat and O_NOFOLLOW so no symlink on it is followed.
+      const result = await this.exec(tenantId, ['python3', '-c', CONFINED_WRITE, parts.join('/')], {
+        stdin: Buffer.from(data),
+        timeoutMs: 120_000,
+      });
+      if (result.exitCode === 3) {
+        throw new AppError('invalid_request', `${relativePath}: ${result.stderr.trim()}`, 400, { field: 'path' });
+      }
       if (result.exitCode !== 0) {
         throw new AppError('write_failed', `cannot write ${relativePath}: ${result.stderr.trim()}`, 409);
       }

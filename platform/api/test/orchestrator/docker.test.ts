@@ -50,9 +50,27 @@ describe('DockerOrchestrator', () => {
     const workspace = join(h.root, 'tenants', tenantId, 'workspace');
     expect(statSync(join(workspace, 'uploads/a.txt')).uid).toBe(uid);
     expect((await orchestrator.exec(tenantId, ['cat', 'uploads/a.txt'])).stdout).toBe('hello');
-    await expect(orchestrator.writeWorkspaceFile(tenantId, '../escape.txt', Buffer.from('x'))).rejects.toThrow(
-      /not a path inside/,
-    );
+    await orchestrator.exec(tenantId, [
+      'sh',
+      '-c',
+      'ln -s /etc link-out; ln -s /run/agentsquads link-run; ln -s /etc/hostname file-link',
+    ]);
+    for (const bad of [
+      '../escape.txt',
+      '/etc/passwd',
+      'a/../../x',
+      '',
+      '.',
+      'link-out/passwd',
+      'link-run/evil',
+      'file-link',
+      'uploads',
+    ]) {
+      await expect(orchestrator.writeWorkspaceFile(tenantId, bad, Buffer.from('x')), bad).rejects.toMatchObject({
+        status: 400,
+      });
+    }
+    expect(existsSync(join(h.gateway.dirOf(tenantId), 'evil'))).toBe(false);
 
     // Created again (a new key): a new container on the same uid and workspace, stopped; a new runtime token.
     const again = await orchestrator.create({ tenantId, apiKey: 'sk_test_key_new_0987654321' });
