@@ -56,7 +56,7 @@ node_major="$("$node_bin" -p 'process.versions.node.split(".")[0]')"
 [ "$node_major" = 20 ] || [ "$node_major" = 22 ] || { log "$node_bin is Node $node_major; need 20 or 22"; exit 1; }
 ctx="$(mktemp -d /tmp/tenant-context.XXXXXX)"
 trap 'rm -rf "$ctx"' EXIT
-cp "$here/Dockerfile" "$ctx/"
+cp "$here/Dockerfile" "$here/tenant-runtime" "$ctx/"
 if command -v strip >/dev/null; then strip -o "$ctx/node" "$node_bin"; else cp "$node_bin" "$ctx/node"; fi
 cp "$repo/platform/runtime/dist/agentsquads-runtime.mjs" "$ctx/"
 cp -r "$repo/data/hands" "$ctx/hands"

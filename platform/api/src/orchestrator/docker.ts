@@ -4,7 +4,7 @@ import { chown, lchown, lstat, mkdir, open, readdir, rm } from 'node:fs/promises
 import { request } from 'node:http';
 import { join, posix } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { AppError, type Logger, notFound } from '@agentstack/core';
+import { AppError, type Logger } from '@agentstack/core';
 import { UidRegistry } from '@agentstack/sandbox';
 import Docker from 'dockerode';
 import { tenantDir, tenantWorkspaceDir } from '../tenants.js';
@@ -197,7 +197,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
   start(tenantId: string, options: { timeoutMs?: number } = {}): Promise<void> {
     return this.locked(tenantId, async () => {
       const info = await this.inspect(tenantId);
-      if (!info) throw notFound('tenant runtime');
+      if (!info) throw missing(tenantId);
       const uid = Number(info.Config.Labels[LABELS.uid]);
       const container = this.docker.getContainer(info.Id);
       // A running container whose gateway is not open here (the platform restarted) holds a stale bind of
@@ -214,15 +214,26 @@ export class DockerOrchestrator implements TenantOrchestrator {
           if (await healthy(gateway.runtimeSocket, 1_000)) break;
           const state = (await container.inspect()).State;
           if (!state.Running) {
-            const why = state.OOMKilled ? 'killed: out of memory' : `exited with code ${state.ExitCode}`;
-            throw new AppError('runtime_failed', `tenant runtime ${why}: ${await this.logTail(container)}`, 500);
+            const why = state.OOMKilled
+              ? 'was killed (out of memory)'
+              : `exited before it was healthy (code ${state.ExitCode})`;
+            throw new Error(`${why}: ${await this.logTail(container)}`);
           }
-          if (Date.now() > deadline) {
-            throw new AppError('runtime_timeout', `tenant runtime not healthy after ${Date.now() - began} ms`, 504);
-          }
+          if (Date.now() > deadline) throw new Error(`not healthy after ${Date.now() - began} ms`);
           await sleep(50);
         }
         this.options.log.info({ tenantId, ms: Date.now() - began }, 'tenant runtime healthy');
+      } catch (err) {
+        // Left stopped, with its reason in the container's state and logs.
+        await ignore(container.stop({ t: 0 }), 304, 404).catch(() => undefined);
+        this.started.delete(tenantId);
+        await this.options.gateway.close(tenantId).catch(() => undefined);
+        throw new AppError(
+          'runtime_start_failed',
+          `the runtime of ${tenantId} did not start: ${(err as Error).message}`,
+          503,
+          { cause: err },
+        );
       } finally {
         this.starting.delete(tenantId);
       }
@@ -261,13 +272,13 @@ export class DockerOrchestrator implements TenantOrchestrator {
       return { ...base, state: ok || !this.starting.has(tenantId) ? 'running' : 'starting', healthy: ok };
     }
     if (s.Restarting) return { ...base, state: 'starting', healthy: false };
-    if (s.Status === 'created' || s.Status === 'exited' || s.Paused) {
-      const message = s.OOMKilled
-        ? 'killed: out of memory'
-        : s.Status === 'exited' && s.ExitCode !== 0
-          ? `exited with code ${s.ExitCode}`
-          : undefined;
-      return { ...base, state: 'stopped', healthy: false, ...(message ? { message } : {}) };
+    // Stopped by us: the runtime exits 0 on SIGTERM. Anything else is a crash (or an OOM kill).
+    if (s.Status === 'created' || (s.Status === 'exited' && s.ExitCode === 0 && !s.OOMKilled)) {
+      return { ...base, state: 'stopped', healthy: false };
+    }
+    if (s.Status === 'exited') {
+      const message = `exited with code ${s.ExitCode}${s.OOMKilled ? ' (killed: out of memory)' : ''}`;
+      return { ...base, state: 'error', healthy: false, message };
     }
     return { ...base, state: 'error', healthy: false, message: s.Error || s.Status };
   }
@@ -363,9 +374,9 @@ export class DockerOrchestrator implements TenantOrchestrator {
 
   async runtimeEndpoint(tenantId: string): Promise<{ socketPath: string; token: string }> {
     const info = await this.inspect(tenantId);
-    if (!info) throw notFound('tenant runtime');
+    if (!info) throw missing(tenantId);
     const entry = (info.Config.Env ?? []).find((e) => e.startsWith('RUNTIME_AUTH_TOKEN='));
-    if (!entry) throw new AppError('runtime_failed', 'tenant container has no runtime token', 500);
+    if (!entry) throw new AppError('runtime_missing', `the container of ${tenantId} has no runtime token`, 404);
     return {
       socketPath: join(this.options.gateway.dirOf(tenantId), 'runtime.sock'),
       token: entry.slice('RUNTIME_AUTH_TOKEN='.length),
@@ -375,7 +386,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
   async writeWorkspaceFile(tenantId: string, relativePath: string, data: Uint8Array): Promise<void> {
     const parts = safeRelative(relativePath);
     const info = await this.inspect(tenantId);
-    if (!info) throw notFound('tenant runtime');
+    if (!info) throw missing(tenantId);
     const uid = Number(info.Config.Labels[LABELS.uid]);
     if (info.State.Running) {
       // Written by the tenant itself inside its container (owned by its uid, confined by its own walls),
@@ -388,7 +399,9 @@ export class DockerOrchestrator implements TenantOrchestrator {
         throw new AppError('invalid_request', `${relativePath}: ${result.stderr.trim()}`, 400, { field: 'path' });
       }
       if (result.exitCode !== 0) {
-        throw new AppError('write_failed', `cannot write ${relativePath}: ${result.stderr.trim()}`, 409);
+        throw new AppError('write_failed', `could not write ${relativePath}: ${result.stderr.trim()}`, 400, {
+          field: 'path',
+        });
       }
       return;
     }
@@ -436,8 +449,10 @@ export class DockerOrchestrator implements TenantOrchestrator {
 
   private async running(tenantId: string): Promise<{ container: Docker.Container; uid: number }> {
     const info = await this.inspect(tenantId);
-    if (!info) throw notFound('tenant runtime');
-    if (!info.State.Running) throw new AppError('runtime_stopped', 'the tenant runtime is not running', 409);
+    if (!info) throw missing(tenantId);
+    if (!info.State.Running) {
+      throw new AppError('runtime_not_running', `the runtime of ${tenantId} is not running`, 409);
+    }
     return { container: this.docker.getContainer(info.Id), uid: Number(info.Config.Labels[LABELS.uid]) };
   }
 
@@ -469,6 +484,8 @@ export class DockerOrchestrator implements TenantOrchestrator {
     return next;
   }
 }
+
+const missing = (tenantId: string) => new AppError('runtime_missing', `tenant ${tenantId} has no runtime`, 404);
 
 /** Path segments of a workspace-relative path; refuses absolute paths, `..`, empty names and NULs. */
 function safeRelative(relativePath: string): string[] {

@@ -92,6 +92,52 @@ describe('DockerOrchestrator', () => {
     expect(existsSync(join(h.root, 'tenants', tenantId))).toBe(false);
     expect(existsSync(h.gateway.dirOf(tenantId))).toBe(false);
   });
+
+  it('reports a crashed runtime as an error and starts it again; refuses one that never becomes healthy', async () => {
+    const { orchestrator } = h;
+    const tenantId = h.newTenantId();
+    await orchestrator.create({ tenantId, apiKey: 'sk_test_key_1234567890', limits: { cpus: 0.25, pids: 100 } });
+    await expect(orchestrator.exec(tenantId, ['true'])).rejects.toMatchObject({
+      code: 'runtime_not_running',
+      status: 409,
+    });
+    await expect(orchestrator.openTerminal(tenantId, { cols: 80, rows: 24 })).rejects.toMatchObject({ status: 409 });
+    const limits = (await orchestrator.inspect(tenantId))?.HostConfig;
+    expect(limits).toMatchObject({
+      NanoCpus: 250_000_000,
+      PidsLimit: 100,
+      Memory: 512 * 2 ** 20,
+      ReadonlyRootfs: true,
+    });
+    await orchestrator.start(tenantId);
+    await orchestrator
+      .exec(tenantId, ['sh', '-c', 'kill -9 "$(pgrep -f agentsquads-runtime.mjs | head -1)"'])
+      .catch(() => undefined);
+    for (let i = 0; i < 100 && (await orchestrator.status(tenantId)).state !== 'error'; i++)
+      await new Promise((r) => setTimeout(r, 100));
+    expect(await orchestrator.status(tenantId)).toMatchObject({
+      state: 'error',
+      message: expect.stringMatching(/exited with code 137/),
+    });
+    await Promise.all([orchestrator.start(tenantId), orchestrator.start(tenantId)]);
+    expect(await orchestrator.status(tenantId)).toMatchObject({ state: 'running', healthy: true });
+    await orchestrator.destroy(tenantId);
+
+    const broken = h.newTenantId();
+    await orchestrator.create({
+      tenantId: broken,
+      apiKey: 'sk_test_key_1234567890',
+      env: { RUNTIME_DEFAULT_HAND: 'no-such-hand' },
+    });
+    await expect(orchestrator.start(broken, { timeoutMs: 20_000 })).rejects.toMatchObject({
+      code: 'runtime_start_failed',
+      message: expect.stringMatching(/exited before it was healthy \(code 1\): .*no-such-hand/s),
+    });
+    expect((await orchestrator.status(broken)).state).not.toBe('running');
+    await orchestrator.destroy(broken);
+    await expect(orchestrator.create({ tenantId: '../etc', apiKey: 'x' })).rejects.toThrow(/not a tenant id/);
+    await expect(orchestrator.status('ten_../../x')).rejects.toThrow(/not a tenant id/);
+  });
 });
 
 /** A python probe run inside a tenant: TCP connects to each target, printing `host:port ok|<error>`. */
