@@ -268,6 +268,10 @@ export class DockerOrchestrator implements TenantOrchestrator {
     const base = { backend: 'docker' as const, runtimeId: info.Id };
     const s = info.State;
     if (s.Running && !s.Paused) {
+      if (!this.options.gateway.isOpen(tenantId) && !this.starting.has(tenantId)) {
+        // Left running by an earlier platform process: its gateway sockets lead nowhere until `start`.
+        return { ...base, state: 'running', healthy: false, message: 'gateway not open: start it again' };
+      }
       const ok = await healthy(join(this.options.gateway.dirOf(tenantId), 'runtime.sock'), 1_000);
       return { ...base, state: ok || !this.starting.has(tenantId) ? 'running' : 'starting', healthy: ok };
     }

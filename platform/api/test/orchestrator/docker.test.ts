@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { testDatabaseAdminUrl } from '@agentstack/db/testing';
 import { processesOfUid, UidRegistry } from '@agentstack/sandbox';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dockerHarness, viaSocket } from './docker-env.js';
+import { DockerOrchestrator } from '../../src/orchestrator/docker.js';
+import { TenantGateway } from '../../src/orchestrator/gateway.js';
+import { dockerHarness, quiet, viaSocket } from './docker-env.js';
 
 type Harness = Awaited<ReturnType<typeof dockerHarness>>;
 
@@ -71,6 +73,30 @@ describe('DockerOrchestrator', () => {
       });
     }
     expect(existsSync(join(h.gateway.dirOf(tenantId), 'evil'))).toBe(false);
+
+    // A new platform process (new orchestrator and gateway) finds the container running without its
+    // gateway: not healthy until started, which restarts it on fresh sockets.
+    const gateway2 = new TenantGateway({
+      rootDir: join(h.root, 'gateways'),
+      llmProxy: { host: '127.0.0.1', port: (h.servers.llm.address() as AddressInfo).port },
+      platformApi: { host: '127.0.0.1', port: (h.servers.platform.address() as AddressInfo).port },
+      log: quiet,
+    });
+    const restarted = new DockerOrchestrator({
+      tenantDataDir: join(h.root, 'tenants'),
+      gateway: gateway2,
+      log: quiet,
+      docker: h.docker,
+      namePrefix: `agentsquads-test-${h.runId}-`,
+    });
+    expect(await restarted.status(tenantId)).toMatchObject({ state: 'running', healthy: false });
+    await restarted.start(tenantId);
+    expect(await restarted.status(tenantId)).toMatchObject({ state: 'running', healthy: true });
+    const llmCall = await restarted.exec(tenantId, ['curl', '-s', '--noproxy', '*', 'http://127.0.0.1:8090/v1/models']);
+    expect(llmCall.stdout).toBe('llm saw GET /v1/models');
+    await gateway2.closeAll();
+    await h.gateway.open(tenantId, { uid, gid: uid });
+    await orchestrator.start(tenantId);
 
     // Created again (a new key): a new container on the same uid and workspace, stopped; a new runtime token.
     const again = await orchestrator.create({ tenantId, apiKey: 'sk_test_key_new_0987654321' });
