@@ -1,5 +1,6 @@
 import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '@agentstack/core';
 import { createEgressProxy, type EgressProxy, type EgressProxyOptions } from '@agentstack/egress';
@@ -35,10 +36,19 @@ export function gatewayRuntimeEnv(): Record<string, string> {
     HTTPS_PROXY: proxy,
     http_proxy: proxy,
     https_proxy: proxy,
-    // The two platform endpoints are reached directly (they are bridges, not the web).
-    NO_PROXY: `127.0.0.1:${INSIDE.llmPort},127.0.0.1:${INSIDE.platformPort}`,
-    no_proxy: `127.0.0.1:${INSIDE.llmPort},127.0.0.1:${INSIDE.platformPort}`,
+    // Loopback is reached directly: inside it holds only the bridges and the tenant's own servers (the
+    // proxy would refuse it anyway). By host, not host:port: curl ignores entries with a port.
+    NO_PROXY: '127.0.0.1,localhost,::1',
+    no_proxy: '127.0.0.1,localhost,::1',
   };
+}
+
+/** Every address of this machine's interfaces (what `deny` keeps tenants away from). */
+export function hostAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .map((a) => a?.address)
+    .filter((a): a is string => typeof a === 'string' && !a.includes('%'));
 }
 
 export interface TcpTarget {
@@ -101,7 +111,9 @@ export class TenantGateway {
     await chown(dir, owner.uid, owner.gid);
     const open = new Set<Socket>();
     const pipes: Server[] = [];
-    const egress = createEgressProxy({ ...this.options.egress, log: this.options.log });
+    // The host's own addresses are never a destination, even a public one: behind it are its services.
+    const deny = [...(this.options.egress?.deny ?? []), ...hostAddresses()];
+    const egress = createEgressProxy({ ...this.options.egress, deny, log: this.options.log });
     try {
       pipes.push(await this.pipe(join(dir, 'llm.sock'), this.options.llmProxy, open));
       pipes.push(await this.pipe(join(dir, 'platform.sock'), this.options.platformApi, open));
