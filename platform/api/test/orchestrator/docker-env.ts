@@ -70,6 +70,8 @@ export async function dockerHarness(options: Partial<DockerOrchestratorOptions> 
         for (const c of left) found.push(`container ${c.Id}`);
         const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
         if (mounts.includes(info.Id)) found.push(`mounts of container ${info.Id}`);
+        const merged = (info.GraphDriver?.Data as { MergedDir?: string } | undefined)?.MergedDir;
+        if (merged && mounts.includes(merged)) found.push(`root fs of container ${info.Id} still mounted`);
         if (existsSync(`/sys/fs/cgroup/memory/docker/${info.Id}`)) found.push(`memory cgroup of ${info.Id}`);
         for (const path of paths) if (existsSync(path)) found.push(path);
         return found;
@@ -96,7 +98,7 @@ export async function dockerHarness(options: Partial<DockerOrchestratorOptions> 
 /** One HTTP request over a unix socket. */
 export function viaSocket(socketPath: string, path: string, headers: Record<string, string> = {}) {
   return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request({ socketPath, path, headers }, (res) => {
+    const req = request({ socketPath, path, headers, agent: false }, (res) => {
       let body = '';
       res.on('data', (c) => (body += c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));

@@ -1,5 +1,6 @@
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DockerOrchestrator } from '../../src/orchestrator/docker.js';
 import { TenantGateway } from '../../src/orchestrator/gateway.js';
@@ -112,6 +113,41 @@ describe('DockerOrchestrator', () => {
     expect((await orchestrator.status(tenantId)).state).toBe('missing');
     expect(existsSync(join(h.root, 'tenants', tenantId))).toBe(false);
     expect(existsSync(h.gateway.dirOf(tenantId))).toBe(false);
+  });
+
+  it('never follows a symlink the tenant puts in place of its runtime socket', async () => {
+    const { orchestrator } = h;
+    const tenantId = h.newTenantId();
+    await orchestrator.create({ tenantId, apiKey: 'sk_test_key_1234567890' });
+    await orchestrator.start(tenantId);
+    const { socketPath, token } = await orchestrator.runtimeEndpoint(tenantId);
+    // The platform's socket is root's, in the tenant's root-owned directory, not in the gateway directory.
+    expect(socketPath).toBe(join(h.root, 'tenants', tenantId, 'runtime.sock'));
+    const st = statSync(socketPath);
+    expect([st.uid, st.mode & 0o777, statSync(dirname(socketPath)).uid]).toEqual([0, 0o600, 0]);
+    // A host socket root could reach, and the tenant tries to point the platform at.
+    let decoyHits = 0;
+    const decoy = createServer((socket) => {
+      decoyHits++;
+      socket.end('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    });
+    const decoyPath = join(h.root, 'decoy.sock');
+    await new Promise<void>((resolve) => decoy.listen(decoyPath, resolve));
+    const swap = await orchestrator.exec(tenantId, [
+      'sh',
+      '-c',
+      `mv /run/agentsquads/runtime.sock /run/agentsquads/real.sock && ln -s ${decoyPath} /run/agentsquads/runtime.sock && echo swapped`,
+    ]);
+    expect(swap.stdout).toBe('swapped\n');
+    await expect(viaSocket(socketPath, '/v1/hands', { authorization: `Bearer ${token}` })).rejects.toThrow();
+    expect((await orchestrator.status(tenantId)).healthy).toBe(false);
+    expect(decoyHits).toBe(0);
+    decoy.close();
+    // A restart brings it back on a fresh gateway directory.
+    await orchestrator.stop(tenantId);
+    await orchestrator.start(tenantId);
+    expect(await orchestrator.status(tenantId)).toMatchObject({ state: 'running', healthy: true });
+    await orchestrator.destroy(tenantId);
   });
 
   it('reports a crashed runtime as an error and starts it again; refuses one that never becomes healthy', async () => {
