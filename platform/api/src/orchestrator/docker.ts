@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { chmod, chown, lchown, lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
 import { request } from 'node:http';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { join, posix } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { AppError, type Logger } from '@agentstack/core';
+import { AppError, type Logger, listenRelay, type SocketRelay } from '@agentstack/core';
 import { UidRegistry } from '@agentstack/sandbox';
 import Docker from 'dockerode';
 import { tenantDir, tenantWorkspaceDir } from '../tenants.js';
@@ -110,7 +110,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
   /** One operation per tenant at a time. */
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Per running tenant: the root-only socket the platform connects to, relayed to the runtime's socket. */
-  private readonly relays = new Map<string, { server: Server; open: Set<Socket> }>();
+  private readonly relays = new Map<string, SocketRelay>();
 
   constructor(private readonly options: DockerOrchestratorOptions) {
     this.docker = options.docker ?? new Docker();
@@ -464,33 +464,10 @@ export class DockerOrchestrator implements TenantOrchestrator {
     const path = this.relayPath(tenantId);
     if (this.relays.has(tenantId)) return path;
     const target = join(this.options.gateway.dirOf(tenantId), 'runtime.sock');
-    const open = new Set<Socket>();
-    const server = createServer((client) => {
-      let upstream: Socket;
-      try {
-        upstream = connectToTenantSocket(target, uid);
-      } catch {
-        client.destroy();
-        return;
-      }
-      open.add(client).add(upstream);
-      const end = () => {
-        open.delete(client);
-        open.delete(upstream);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', end).on('close', end);
-      upstream.on('error', end).on('close', end);
-      client.pipe(upstream).pipe(client);
-    });
     await rm(path, { force: true });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => resolve());
-    });
+    const relay = await listenRelay({ path }, () => connectToTenantSocket(target, uid));
     await chmod(path, 0o600);
-    this.relays.set(tenantId, { server, open });
+    this.relays.set(tenantId, relay);
     return path;
   }
 
@@ -498,8 +475,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
     const relay = this.relays.get(tenantId);
     if (!relay) return;
     this.relays.delete(tenantId);
-    for (const socket of relay.open) socket.destroy();
-    await new Promise<void>((resolve) => relay.server.close(() => resolve()));
+    await relay.close();
   }
 
   /** The tenant's container, or undefined. */
@@ -576,23 +552,35 @@ async function chownTree(path: string, uid: number): Promise<void> {
 
 const O_PATH = 0o10000000;
 
-/** Connects to a unix socket in a tenant-writable directory without following a symlink the tenant put there. */
+/**
+ * Connects to a unix socket in a tenant-writable directory without following a symlink the tenant put there
+ * (anything but a socket owned by the tenant: a socket that fails at once).
+ */
 function connectToTenantSocket(path: string, uid: number): Socket {
-  const fd = openSync(path, O_PATH | constants.O_NOFOLLOW);
+  let fd: number;
   try {
-    const st = fstatSync(fd);
-    if (!st.isSocket() || st.uid !== uid) throw new Error(`${path} is not the tenant's socket`);
+    fd = openSync(path, O_PATH | constants.O_NOFOLLOW);
   } catch (err) {
-    closeSync(fd);
-    throw err;
+    return failed(err as Error);
   }
-  const socket = connect(`/proc/self/fd/${fd}`);
+  const st = fstatSync(fd);
+  if (!st.isSocket() || st.uid !== uid) {
+    closeSync(fd);
+    return failed(new Error(`${path} is not the tenant's socket`));
+  }
+  const socket = connect({ path: `/proc/self/fd/${fd}`, allowHalfOpen: true });
   let closed = false;
   const release = () => {
     if (!closed) closeSync(fd);
     closed = true;
   };
   socket.once('connect', release).once('error', release).once('close', release);
+  return socket;
+}
+
+function failed(err: Error): Socket {
+  const socket = new Socket();
+  process.nextTick(() => socket.destroy(err));
   return socket;
 }
 
