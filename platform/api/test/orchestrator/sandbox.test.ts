@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -232,6 +233,22 @@ describe('SandboxOrchestrator: terminal, limits, crashes', () => {
       message: expect.stringMatching(/exited before it was healthy/),
     });
     expect((await orchestrator.status(tenantId)).state).not.toBe('running');
+    await orchestrator.destroy(tenantId);
+  });
+
+  it('writes a 10 MiB upload into the workspace, running or stopped, byte for byte', async () => {
+    const { orchestrator } = backend;
+    const tenantId = newId('ten');
+    await orchestrator.create({ tenantId, apiKey });
+    const data = randomBytes(10 * 1024 * 1024);
+    const digest = createHash('sha256').update(data).digest('hex');
+    await orchestrator.writeWorkspaceFile(tenantId, 'uploads/stopped.bin', data);
+    await orchestrator.start(tenantId);
+    const t0 = Date.now();
+    await orchestrator.writeWorkspaceFile(tenantId, 'uploads/running.bin', data);
+    console.log(`10 MiB written inside a running sandbox in ${Date.now() - t0} ms`);
+    const sums = await orchestrator.exec(tenantId, ['/bin/sh', '-c', 'sha256sum uploads/*.bin | cut -c1-64']);
+    expect(sums.stdout).toBe(`${digest}\n${digest}\n`);
     await orchestrator.destroy(tenantId);
   });
 
