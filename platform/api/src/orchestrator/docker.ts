@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { chown, lchown, lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
+import { chmod, chown, lchown, lstat, mkdir, open, readdir, rm } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect, Socket } from 'node:net';
 import { join, posix } from 'node:path';
 import { PassThrough } from 'node:stream';
-import { AppError, type Logger } from '@agentstack/core';
+import { AppError, type Logger, listenRelay, type SocketRelay } from '@agentstack/core';
 import { UidRegistry } from '@agentstack/sandbox';
 import Docker from 'dockerode';
 import { tenantDir, tenantWorkspaceDir } from '../tenants.js';
@@ -108,6 +109,8 @@ export class DockerOrchestrator implements TenantOrchestrator {
   private readonly starting = new Set<string>();
   /** One operation per tenant at a time. */
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Per running tenant: the root-only socket the platform connects to, relayed to the runtime's socket. */
+  private readonly relays = new Map<string, SocketRelay>();
 
   constructor(private readonly options: DockerOrchestratorOptions) {
     this.docker = options.docker ?? new Docker();
@@ -135,6 +138,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
       if (existing) {
         await ignore(this.docker.getContainer(existing.Id).remove({ force: true }), 404);
         this.started.delete(tenantId);
+        await this.closeRelay(tenantId);
         await this.options.gateway.close(tenantId);
       }
       const uid =
@@ -203,7 +207,8 @@ export class DockerOrchestrator implements TenantOrchestrator {
       // A running container whose gateway is not open here (the platform restarted) holds a stale bind of
       // the gateway directory, which `open` replaces: restart it on the fresh one.
       if (!this.options.gateway.isOpen(tenantId) && info.State.Running) await ignore(container.stop({ t: 2 }), 304);
-      const gateway = await this.options.gateway.open(tenantId, { uid, gid: uid });
+      await this.options.gateway.open(tenantId, { uid, gid: uid });
+      const relay = await this.openRelay(tenantId, uid);
       this.starting.add(tenantId);
       const began = Date.now();
       try {
@@ -211,7 +216,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
         this.started.add(tenantId);
         const deadline = began + (options.timeoutMs ?? 30_000);
         for (;;) {
-          if (await healthy(gateway.runtimeSocket, 1_000)) break;
+          if (await healthy(relay, 1_000)) break;
           const state = (await container.inspect()).State;
           if (!state.Running) {
             const why = state.OOMKilled
@@ -227,6 +232,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
         // Left stopped, with its reason in the container's state and logs.
         await ignore(container.stop({ t: 0 }), 304, 404).catch(() => undefined);
         this.started.delete(tenantId);
+        await this.closeRelay(tenantId);
         await this.options.gateway.close(tenantId).catch(() => undefined);
         throw new AppError(
           'runtime_start_failed',
@@ -245,6 +251,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
       const info = await this.inspect(tenantId);
       if (info) await ignore(this.docker.getContainer(info.Id).stop({ t: 3 }), 304, 404);
       this.started.delete(tenantId);
+      await this.closeRelay(tenantId);
       await this.options.gateway.close(tenantId);
     });
   }
@@ -255,6 +262,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
       const info = await this.inspect(tenantId);
       if (info) await ignore(this.docker.getContainer(info.Id).remove({ force: true, v: true }), 404, 409);
       this.started.delete(tenantId);
+      await this.closeRelay(tenantId);
       await this.options.gateway.remove(tenantId);
       await rm(tenantDir(this.options.tenantDataDir, tenantId), { recursive: true, force: true });
       const uid = info ? Number(info.Config.Labels[LABELS.uid]) : await this.reservationOf(owner);
@@ -268,11 +276,11 @@ export class DockerOrchestrator implements TenantOrchestrator {
     const base = { backend: 'docker' as const, runtimeId: info.Id };
     const s = info.State;
     if (s.Running && !s.Paused) {
-      if (!this.options.gateway.isOpen(tenantId) && !this.starting.has(tenantId)) {
+      if ((!this.options.gateway.isOpen(tenantId) || !this.relays.has(tenantId)) && !this.starting.has(tenantId)) {
         // Left running by an earlier platform process: its gateway sockets lead nowhere until `start`.
         return { ...base, state: 'running', healthy: false, message: 'gateway not open: start it again' };
       }
-      const ok = await healthy(join(this.options.gateway.dirOf(tenantId), 'runtime.sock'), 1_000);
+      const ok = await healthy(this.relayPath(tenantId), 1_000);
       return { ...base, state: ok || !this.starting.has(tenantId) ? 'running' : 'starting', healthy: ok };
     }
     if (s.Restarting) return { ...base, state: 'starting', healthy: false };
@@ -382,7 +390,7 @@ export class DockerOrchestrator implements TenantOrchestrator {
     const entry = (info.Config.Env ?? []).find((e) => e.startsWith('RUNTIME_AUTH_TOKEN='));
     if (!entry) throw new AppError('runtime_missing', `the container of ${tenantId} has no runtime token`, 404);
     return {
-      socketPath: join(this.options.gateway.dirOf(tenantId), 'runtime.sock'),
+      socketPath: this.relayPath(tenantId),
       token: entry.slice('RUNTIME_AUTH_TOKEN='.length),
     };
   }
@@ -439,6 +447,35 @@ export class DockerOrchestrator implements TenantOrchestrator {
 
   async close(): Promise<void> {
     await Promise.all([...this.started].map((tenantId) => this.stop(tenantId).catch(() => undefined)));
+  }
+
+  /** Host path of the socket the platform connects to: in the tenant's root-owned directory (0711). */
+  relayPath(tenantId: string): string {
+    return join(tenantDir(this.options.tenantDataDir, tenantId), 'runtime.sock');
+  }
+
+  /**
+   * The platform never connects to a path in a directory the tenant can write (the gateway directory is
+   * the tenant's: a symlink swapped in for runtime.sock would lead a root client anywhere). It connects to
+   * a root-only socket of ours instead; each connection is relayed to the runtime's socket opened with
+   * O_PATH|O_NOFOLLOW, checked to be a socket owned by the tenant, and connected through /proc/self/fd.
+   */
+  private async openRelay(tenantId: string, uid: number): Promise<string> {
+    const path = this.relayPath(tenantId);
+    if (this.relays.has(tenantId)) return path;
+    const target = join(this.options.gateway.dirOf(tenantId), 'runtime.sock');
+    await rm(path, { force: true });
+    const relay = await listenRelay({ path }, () => connectToTenantSocket(target, uid));
+    await chmod(path, 0o600);
+    this.relays.set(tenantId, relay);
+    return path;
+  }
+
+  private async closeRelay(tenantId: string): Promise<void> {
+    const relay = this.relays.get(tenantId);
+    if (!relay) return;
+    this.relays.delete(tenantId);
+    await relay.close();
   }
 
   /** The tenant's container, or undefined. */
@@ -513,10 +550,44 @@ async function chownTree(path: string, uid: number): Promise<void> {
   for (const entry of await readdir(path)) await chownTree(join(path, entry), uid);
 }
 
+const O_PATH = 0o10000000;
+
+/**
+ * Connects to a unix socket in a tenant-writable directory without following a symlink the tenant put there
+ * (anything but a socket owned by the tenant: a socket that fails at once).
+ */
+function connectToTenantSocket(path: string, uid: number): Socket {
+  let fd: number;
+  try {
+    fd = openSync(path, O_PATH | constants.O_NOFOLLOW);
+  } catch (err) {
+    return failed(err as Error);
+  }
+  const st = fstatSync(fd);
+  if (!st.isSocket() || st.uid !== uid) {
+    closeSync(fd);
+    return failed(new Error(`${path} is not the tenant's socket`));
+  }
+  const socket = connect({ path: `/proc/self/fd/${fd}`, allowHalfOpen: true });
+  let closed = false;
+  const release = () => {
+    if (!closed) closeSync(fd);
+    closed = true;
+  };
+  socket.once('connect', release).once('error', release).once('close', release);
+  return socket;
+}
+
+function failed(err: Error): Socket {
+  const socket = new Socket();
+  process.nextTick(() => socket.destroy(err));
+  return socket;
+}
+
 /** `GET /health` over the runtime's unix socket answered 200. */
 export function healthy(socketPath: string, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const req = request({ socketPath, path: '/health', timeout: timeoutMs }, (res) => {
+    const req = request({ socketPath, path: '/health', timeout: timeoutMs, agent: false }, (res) => {
       res.resume();
       resolve(res.statusCode === 200);
     });
