@@ -22,6 +22,11 @@ export interface SafeFetchOptions {
    * allow-list, e.g. for tests or an internal service). Exact match, case-insensitive.
    */
   allowHosts?: string[];
+  /**
+   * Every host may be reached, private addresses included (local development only: a stack whose webhook
+   * receivers run on localhost). Default false.
+   */
+  allowPrivateAddresses?: boolean;
   /** Default: the system resolver (`dns.lookup`, all addresses). Injectable for tests. */
   resolve?: Resolver;
   /** Default 5. */
@@ -86,7 +91,7 @@ interface Hop {
  * (e.g. before charging for a request).
  */
 export function createDestinationCheck(
-  options: Pick<SafeFetchOptions, 'allowHosts' | 'resolve'> = {},
+  options: Pick<SafeFetchOptions, 'allowHosts' | 'allowPrivateAddresses' | 'resolve'> = {},
 ): (url: URL) => Promise<ResolvedAddress> {
   const allow = new Set((options.allowHosts ?? []).map((h) => h.trim().toLowerCase()).filter(Boolean));
   const resolve = options.resolve ?? systemResolver;
@@ -98,7 +103,7 @@ export function createDestinationCheck(
       throw new BlockedDestinationError(url.href, 'URLs with credentials are not allowed');
     }
     const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
-    const allowed = allow.has(host) || allow.has(url.host.toLowerCase());
+    const allowed = options.allowPrivateAddresses === true || allow.has(host) || allow.has(url.host.toLowerCase());
     const literal = isIP(host);
     const addresses: ResolvedAddress[] = literal
       ? [{ address: host, family: literal === 6 ? 6 : 4 }]
