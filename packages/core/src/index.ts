@@ -1,3 +1,4 @@
+export * from './address.js';
 export * from './clock.js';
 export * from './config.js';
 export * from './errors.js';

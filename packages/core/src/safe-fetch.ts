@@ -1,7 +1,8 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
+import { isPublicAddress } from './address.js';
 
 /**
  * `fetch` for URLs a caller gave us (webhooks, pay-on-behalf): only public http(s) destinations.
@@ -21,6 +22,11 @@ export interface SafeFetchOptions {
    * allow-list, e.g. for tests or an internal service). Exact match, case-insensitive.
    */
   allowHosts?: string[];
+  /**
+   * Every host may be reached, private addresses included (local development only: a stack whose webhook
+   * receivers run on localhost). Default false.
+   */
+  allowPrivateAddresses?: boolean;
   /** Default: the system resolver (`dns.lookup`, all addresses). Injectable for tests. */
   resolve?: Resolver;
   /** Default 5. */
@@ -62,87 +68,6 @@ export class TooManyRedirectsError extends Error {
   }
 }
 
-// Not globally reachable (IANA special-purpose registries), so never a destination for user-given URLs.
-const BLOCKED = new BlockList();
-for (const [net, prefix] of [
-  ['0.0.0.0', 8], // "this network"
-  ['10.0.0.0', 8], // private
-  ['100.64.0.0', 10], // carrier-grade NAT
-  ['127.0.0.0', 8], // loopback
-  ['169.254.0.0', 16], // link-local (cloud metadata lives here)
-  ['172.16.0.0', 12], // private
-  ['192.0.0.0', 24], // IETF protocol assignments
-  ['192.0.2.0', 24], // documentation
-  ['192.88.99.0', 24], // 6to4 relay anycast
-  ['192.168.0.0', 16], // private
-  ['198.18.0.0', 15], // benchmarking
-  ['198.51.100.0', 24], // documentation
-  ['203.0.113.0', 24], // documentation
-  ['224.0.0.0', 4], // multicast
-  ['240.0.0.0', 4], // reserved, broadcast
-] as const) {
-  BLOCKED.addSubnet(net, prefix, 'ipv4');
-}
-for (const [net, prefix] of [
-  ['::', 128],
-  ['::1', 128],
-  ['100::', 64], // discard-only
-  ['2001::', 23], // IETF protocol assignments (Teredo, ORCHID, …)
-  ['2001:db8::', 32], // documentation
-  ['fc00::', 7], // unique local
-  ['fe80::', 10], // link-local
-  ['fec0::', 10], // site-local (deprecated)
-  ['ff00::', 8], // multicast
-] as const) {
-  BLOCKED.addSubnet(net, prefix, 'ipv6');
-}
-
-/** Expands an IPv6 literal to its 8 groups (no zone id). */
-function ipv6Groups(address: string): number[] | undefined {
-  let text = address.split('%')[0]!.toLowerCase();
-  // A dotted IPv4 tail (::ffff:1.2.3.4) becomes two groups.
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (dotted) {
-    const parts = dotted[1]!.split('.').map(Number);
-    text =
-      text.slice(0, -dotted[1]!.length) +
-      `${((parts[0]! << 8) | parts[1]!).toString(16)}:${((parts[2]! << 8) | parts[3]!).toString(16)}`;
-  }
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail ? tail.split(':') : [];
-  const missing = 8 - headGroups.length - tailGroups.length;
-  if (tail === undefined ? headGroups.length !== 8 : missing < 0) return undefined;
-  const groups = [...headGroups, ...Array(tail === undefined ? 0 : missing).fill('0'), ...tailGroups].map((g) =>
-    Number.parseInt(g || '0', 16),
-  );
-  return groups.length === 8 && groups.every((g) => g >= 0 && g <= 0xffff) ? groups : undefined;
-}
-
-const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-
-/** An IPv4 address carried inside an IPv6 one (mapped, compatible, NAT64, 6to4), which must be judged as IPv4. */
-function embeddedIpv4(groups: number[]): string | undefined {
-  const zeros = (from: number, to: number) => groups.slice(from, to).every((g) => g === 0);
-  if (zeros(0, 5) && groups[5] === 0xffff) return v4(groups[6]!, groups[7]!); // ::ffff:a.b.c.d
-  if (zeros(0, 6) && (groups[6]! > 0 || groups[7]! > 1)) return v4(groups[6]!, groups[7]!); // ::a.b.c.d
-  if (groups[0] === 0x64 && groups[1] === 0xff9b && zeros(2, 6)) return v4(groups[6]!, groups[7]!); // NAT64
-  if (groups[0] === 0x2002) return v4(groups[1]!, groups[2]!); // 6to4
-  return undefined;
-}
-
-/** True when `address` (an IP literal) is a public, globally routable unicast address. */
-export function isPublicAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return !BLOCKED.check(address, 'ipv4');
-  if (family !== 6) return false;
-  const groups = ipv6Groups(address);
-  if (!groups) return false;
-  const inner = embeddedIpv4(groups);
-  if (inner !== undefined) return isPublicAddress(inner);
-  return !BLOCKED.check(address.split('%')[0]!, 'ipv6');
-}
-
 const systemResolver: Resolver = async (hostname) =>
   (await dnsLookup(hostname, { all: true, verbatim: true })).map((r) => ({
     address: r.address,
@@ -166,7 +91,7 @@ interface Hop {
  * (e.g. before charging for a request).
  */
 export function createDestinationCheck(
-  options: Pick<SafeFetchOptions, 'allowHosts' | 'resolve'> = {},
+  options: Pick<SafeFetchOptions, 'allowHosts' | 'allowPrivateAddresses' | 'resolve'> = {},
 ): (url: URL) => Promise<ResolvedAddress> {
   const allow = new Set((options.allowHosts ?? []).map((h) => h.trim().toLowerCase()).filter(Boolean));
   const resolve = options.resolve ?? systemResolver;
@@ -178,7 +103,7 @@ export function createDestinationCheck(
       throw new BlockedDestinationError(url.href, 'URLs with credentials are not allowed');
     }
     const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
-    const allowed = allow.has(host) || allow.has(url.host.toLowerCase());
+    const allowed = options.allowPrivateAddresses === true || allow.has(host) || allow.has(url.host.toLowerCase());
     const literal = isIP(host);
     const addresses: ResolvedAddress[] = literal
       ? [{ address: host, family: literal === 6 ? 6 : 4 }]

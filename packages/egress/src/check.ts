@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { type AddressKind, type Cidr, cidrContains, classifyAddress, parseCidr } from './address.js';
+import { type AddressKind, type Cidr, cidrContains, classifyAddress, parseCidr } from '@agentstack/core';
 
 export interface ResolvedAddress {
   address: string;

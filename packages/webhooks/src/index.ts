@@ -1,2 +1,3 @@
+export * from './delivery.js';
 export * from './outbox.js';
 export * from './signature.js';

@@ -1,16 +1,7 @@
 import { fileURLToPath } from 'node:url';
-import {
-  type Clock,
-  createSafeFetch,
-  decodeCursor,
-  newId,
-  type Page,
-  type SecretBox,
-  systemClock,
-  toPage,
-} from '@agentstack/core';
+import { type Clock, decodeCursor, newId, type Page, type SecretBox, systemClock, toPage } from '@agentstack/core';
 import { z } from 'zod';
-import { SIGNATURE_HEADER, signPayload, WEBHOOK_EVENT_HEADER, WEBHOOK_ID_HEADER } from './signature.js';
+import { type BackoffOptions, backoffDelay, createWebhookFetch, sendWebhook } from './delivery.js';
 
 /** Apply with `migrate({ dir: webhooksMigrationsDir, table: 'webhooks_schema_migrations' })`. */
 export const webhooksMigrationsDir = fileURLToPath(new URL('../migrations', import.meta.url));
@@ -71,19 +62,6 @@ export interface Delivery {
   log: DeliveryAttempt[];
 }
 
-export interface BackoffOptions {
-  /** Delay before the second attempt (default 2 s); doubles per attempt. */
-  baseMs: number;
-  /** Longest delay between attempts (default 1 h). */
-  maxMs: number;
-}
-
-/** `base · 2^(attempt-1)`, capped, with ±20 % jitter so a recovering receiver is not hit by a thundering herd. */
-export function backoffDelay(attempt: number, { baseMs, maxMs }: BackoffOptions, random = Math.random): number {
-  const exact = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(exact * (0.8 + 0.4 * random()));
-}
-
 export interface WebhookOutboxOptions {
   db: Queryable;
   /** Seals target secrets at rest (recommended); without it they are stored as given. */
@@ -94,6 +72,7 @@ export interface WebhookOutboxOptions {
   log?: Log;
   /** Attempts per delivery before it is marked failed (default 12: about 2 h of retries). */
   maxAttempts?: number;
+  /** Default: 2 s doubling per attempt, at most 1 h between attempts, ±20 % jitter. */
   backoff?: Partial<BackoffOptions>;
   /** A target is disabled after this many consecutive failed attempts (default 15), with the reason recorded. */
   disableAfter?: number;
@@ -161,10 +140,13 @@ export class WebhookOutbox {
     this.db = options.db;
     this.clock = options.clock ?? systemClock;
     this.timeoutMs = options.timeoutMs ?? 10_000;
-    this.fetch =
-      options.fetch ?? createSafeFetch({ maxResponseBytes: 64 * 1024, timeoutMs: this.timeoutMs, maxRedirects: 0 });
+    this.fetch = options.fetch ?? createWebhookFetch({ timeoutMs: this.timeoutMs });
     this.maxAttempts = options.maxAttempts ?? 12;
-    this.backoff = { baseMs: options.backoff?.baseMs ?? 2_000, maxMs: options.backoff?.maxMs ?? 3_600_000 };
+    this.backoff = {
+      baseMs: options.backoff?.baseMs ?? 2_000,
+      maxMs: options.backoff?.maxMs ?? 3_600_000,
+      jitter: options.backoff?.jitter ?? 0.2,
+    };
     this.disableAfter = options.disableAfter ?? 15;
     this.leaseMs = options.leaseMs ?? 60_000;
     this.concurrency = options.concurrency ?? 4;
@@ -333,35 +315,24 @@ export class WebhookOutbox {
   }): Promise<void> {
     const started = this.clock.now();
     const t0 = performance.now();
-    let statusCode: number | null = null;
-    let error: string | null = null;
+    let result: { statusCode: number | null; error: string | null };
     try {
-      const secret = this.open(row.target_id, row.secret);
-      const res = await this.fetch(row.url, {
-        method: 'POST',
-        redirect: 'manual',
-        signal: AbortSignal.timeout(this.timeoutMs),
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': this.options.userAgent ?? 'agentstack-webhooks/1',
-          [SIGNATURE_HEADER]: signPayload({
-            secret,
-            body: row.payload,
-            timestamp: Math.floor(started.getTime() / 1000),
-          }),
-          [WEBHOOK_ID_HEADER]: row.id,
-          [WEBHOOK_EVENT_HEADER]: row.event_type,
-        },
+      result = await sendWebhook({
+        url: row.url,
+        secret: this.open(row.target_id, row.secret),
         body: row.payload,
+        id: row.id,
+        event: row.event_type,
+        fetch: this.fetch,
+        timeoutMs: this.timeoutMs,
+        timestamp: Math.floor(started.getTime() / 1000),
+        ...(this.options.userAgent !== undefined && { userAgent: this.options.userAgent }),
       });
-      statusCode = res.status;
-      const text = await res.text().catch(() => '');
-      if (res.status < 200 || res.status >= 300) {
-        error = `HTTP ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`;
-      }
     } catch (err) {
-      error = ((err as Error).message || String(err)).slice(0, 500);
+      // The secret could not be opened.
+      result = { statusCode: null, error: ((err as Error).message || String(err)).slice(0, 500) };
     }
+    const { statusCode, error } = result;
     const durationMs = Math.round(performance.now() - t0);
     await this.record(row, { started, durationMs, statusCode, error });
   }

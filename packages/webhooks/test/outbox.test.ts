@@ -3,7 +3,8 @@ import type { AddressInfo } from 'node:net';
 import { createSafeFetch, createSecretBox, ManualClock, waitFor } from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { backoffDelay, WebhookOutbox, webhooksMigrationsDir } from '../src/outbox.js';
+import { backoffDelay } from '../src/delivery.js';
+import { WebhookOutbox, webhooksMigrationsDir } from '../src/outbox.js';
 import { SIGNATURE_HEADER, verifySignature, WEBHOOK_EVENT_HEADER, WEBHOOK_ID_HEADER } from '../src/signature.js';
 
 interface Received {

@@ -1,12 +1,10 @@
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createLogger, createSecretBox, newId } from '@agentstack/core';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isPrivateAddress, postJson, webhookUrlProblem } from '../src/webhooks/http.js';
+import { webhookUrlProblem } from '../src/webhooks/http.js';
 import { WebhookStore } from '../src/webhooks/outbox.js';
 import { signWebhook, verifyWebhook } from '../src/webhooks/signature.js';
-import { backoffMs, WebhookWorker, webhookSecrets } from '../src/webhooks/worker.js';
+import { WebhookWorker, webhookSecrets } from '../src/webhooks/worker.js';
 import { type RelayHarness, relayTestDatabase, startRelay } from './support/harness.js';
 import { type HookReceiver, startHookReceiver } from './support/peers.js';
 
@@ -28,15 +26,6 @@ describe('webhook signatures', () => {
       expect(verifyWebhook(secret, bad, body, { now })).toEqual({ ok: false, reason: 'malformed' });
     }
   });
-
-  it('backs off exponentially with jitter, up to the cap', () => {
-    expect(backoffMs(1, 1000, 60_000, () => 0.5)).toBe(1000);
-    expect(backoffMs(2, 1000, 60_000, () => 0.5)).toBe(2000);
-    expect(backoffMs(5, 1000, 60_000, () => 0.5)).toBe(16_000);
-    expect(backoffMs(20, 1000, 60_000, () => 0.5)).toBe(60_000);
-    expect(backoffMs(3, 1000, 60_000, () => 0)).toBe(3200);
-    expect(backoffMs(3, 1000, 60_000, () => 1)).toBe(4800);
-  });
 });
 
 describe('webhook targets are public addresses only (unless allowed)', () => {
@@ -56,26 +45,8 @@ describe('webhook targets are public addresses only (unless allowed)', () => {
     }
     expect(webhookUrlProblem('https://hooks.example.com/relay', false)).toBeUndefined();
     expect(webhookUrlProblem('http://127.0.0.1:9/h', true)).toBeUndefined();
-    expect(isPrivateAddress('::ffff:10.0.0.1')).toBe(true);
-    expect(isPrivateAddress('93.184.216.34')).toBe(false);
-  });
-
-  it('refuses at delivery time a host name that resolves to a private address', async () => {
-    const server = createServer((_req, res) => res.end('reached'));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    try {
-      await expect(
-        postJson(`http://localhost:${port}/h`, '{}', {}, { timeoutMs: 2_000, allowPrivate: false }),
-      ).rejects.toThrow(/non-public address/);
-      await expect(
-        postJson(`http://127.0.0.1:${port}/h`, '{}', {}, { timeoutMs: 2_000, allowPrivate: false }),
-      ).rejects.toThrow(/not a public address/);
-      const allowed = await postJson(`http://localhost:${port}/h`, '{}', {}, { timeoutMs: 2_000, allowPrivate: true });
-      expect(allowed).toEqual({ status: 200, body: 'reached' });
-    } finally {
-      server.close();
-    }
+    expect(webhookUrlProblem('http://[::ffff:10.0.0.1]/h', false)).toBeDefined();
+    expect(webhookUrlProblem('http://93.184.216.34/h', false)).toBeUndefined();
   });
 });
 

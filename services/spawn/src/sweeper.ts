@@ -1,5 +1,6 @@
 import { type Clock, formatUsdc, newId, type SecretBox, utcDay } from '@agentstack/core';
 import { type Kysely, withTransaction } from '@agentstack/db';
+import { backoffDelay } from '@agentstack/webhooks';
 import type { Catalog } from './catalog.js';
 import type { Servers } from './servers.js';
 import { deliveriesSql, ledgerSql, type ServerRow, type SpawnDB, serversSql, type Transaction } from './store.js';
@@ -29,7 +30,7 @@ const minOf = (a: bigint, b: bigint) => (a < b ? a : b);
 
 /** Webhook retries: after 30 s, 1 min, 2 min, … up to 8 attempts (about two hours). */
 const MAX_ATTEMPTS = 8;
-const retryDelayMs = (attempt: number) => 30_000 * 2 ** (attempt - 1);
+const retryDelayMs = (attempt: number) => backoffDelay(attempt, { baseMs: 30_000, maxMs: Infinity, jitter: 0 });
 
 /**
  * The daily burn and what follows from it. Each pass, for every live server not yet charged today:

@@ -1,13 +1,16 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { isPublicAddress } from '@agentstack/core';
+import { createWebhookFetch, sendWebhook, signPayload, verifySignature, type WebhookFetch } from '@agentstack/webhooks';
 
 /**
- * spawn's warning webhooks (low balance, auto-destroy scheduled, auto-destroyed), behind a small interface
- * so a shared delivery package can replace the sender without touching the rest: `WebhookSender.send`
- * makes one signed attempt; the outbox in `sweeper.ts` stores deliveries and retries them with backoff.
+ * spawn's warning webhooks (low balance, auto-destroy scheduled, auto-destroyed), behind a small interface:
+ * `WebhookSender.send` makes one signed attempt (through `@agentstack/webhooks`); the outbox in `sweeper.ts`
+ * stores deliveries and retries them with backoff.
  *
- * Signature: `X-Spawn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`.
+ * Signature: `X-Spawn-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`, the scheme
+ * of `@agentstack/webhooks` under spawn's own header names.
  * Receivers recompute it over the raw body and reject timestamps older than a few minutes.
  */
 export interface WebhookEvent {
@@ -35,8 +38,7 @@ export interface WebhookSender {
 export const SIGNATURE_HEADER = 'x-spawn-signature';
 
 export function signWebhook(secret: string, timestamp: number, body: string): string {
-  const mac = createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
-  return `t=${timestamp},v1=${mac}`;
+  return signPayload({ secret, body, timestamp });
 }
 
 /** For receivers (and tests): checks the signature over the raw body and the timestamp's age. */
@@ -46,38 +48,10 @@ export function verifyWebhookSignature(
   body: string,
   { toleranceSeconds = 300, now = Date.now() }: { toleranceSeconds?: number; now?: number } = {},
 ): boolean {
-  if (!header) return false;
-  const parts = Object.fromEntries(header.split(',').map((p) => p.split('=', 2) as [string, string]));
-  const timestamp = Number(parts.t);
-  if (!Number.isInteger(timestamp) || Math.abs(now / 1000 - timestamp) > toleranceSeconds) return false;
-  const expected = Buffer.from(signWebhook(secret, timestamp, body).split('v1=')[1] ?? '', 'hex');
-  const given = Buffer.from(parts.v1 ?? '', 'hex');
-  return given.length === expected.length && timingSafeEqual(given, expected);
+  return verifySignature({ secret, header, body, toleranceSeconds, now: new Date(now) }).ok;
 }
 
 export const newWebhookEventId = () => `evt_${randomBytes(12).toString('hex')}`;
-
-/** Loopback, private, link-local, CGNAT, multicast and reserved ranges: never a webhook target in production. */
-export function isPrivateAddress(ip: string): boolean {
-  if (isIP(ip) === 4) {
-    const [a = 0, b = 0] = ip.split('.').map(Number);
-    return (
-      a === 0 ||
-      a === 10 ||
-      a === 127 ||
-      (a === 100 && b >= 64 && b <= 127) ||
-      (a === 169 && b === 254) ||
-      (a === 172 && b >= 16 && b <= 31) ||
-      (a === 192 && b === 168) ||
-      (a === 198 && (b === 18 || b === 19)) ||
-      a >= 224
-    );
-  }
-  const lower = ip.toLowerCase();
-  if (lower === '::' || lower === '::1') return true;
-  if (lower.startsWith('::ffff:')) return isPrivateAddress(lower.slice(7));
-  return /^(fc|fd|fe8|fe9|fea|feb|ff)/.test(lower);
-}
 
 /** Refuses URLs that are not http(s) or that resolve to a non-public address (unless allowed, for local use). */
 export async function checkWebhookUrl(url: string, allowPrivate: boolean): Promise<string | undefined> {
@@ -93,43 +67,41 @@ export async function checkWebhookUrl(url: string, allowPrivate: boolean): Promi
   const host = parsed.hostname.replace(/^\[|\]$/g, '');
   const addresses = isIP(host) ? [host] : (await lookup(host, { all: true }).catch(() => [])).map((a) => a.address);
   if (addresses.length === 0) return `cannot resolve ${host}`;
-  if (addresses.some(isPrivateAddress)) return 'must resolve to a public address';
+  if (!addresses.every(isPublicAddress)) return 'must resolve to a public address';
   return undefined;
 }
 
 /** One HTTP POST per attempt, 10 s at most; 2xx is delivered, anything else is retried by the outbox. */
 export class HttpWebhookSender implements WebhookSender {
+  private readonly fetch: WebhookFetch;
+  private readonly timeoutMs: number;
+
   constructor(
     private readonly options: { allowPrivate: boolean; timeoutMs?: number; fetch?: typeof globalThis.fetch } = {
       allowPrivate: false,
     },
-  ) {}
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.fetch = options.fetch ?? createWebhookFetch({ timeoutMs: this.timeoutMs, allowPrivate: options.allowPrivate });
+  }
 
   async send(target: WebhookTarget, event: WebhookEvent): Promise<WebhookAttempt> {
+    // Refused up front with spawn's own wording; the default fetch checks the address it connects to again.
     const refused = await checkWebhookUrl(target.url, this.options.allowPrivate);
     if (refused) return { ok: false, error: `url ${refused}` };
-    const body = JSON.stringify(event);
-    const timestamp = Math.floor(Date.now() / 1000);
-    try {
-      const response = await (this.options.fetch ?? fetch)(target.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'spawn.sh-webhooks/1',
-          'x-spawn-event': event.type,
-          'x-spawn-delivery': event.id,
-          [SIGNATURE_HEADER]: signWebhook(target.secret, timestamp, body),
-        },
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(this.options.timeoutMs ?? 10_000),
-      });
-      await response.body?.cancel();
-      return response.ok
-        ? { ok: true, status: response.status }
-        : { ok: false, status: response.status, error: `HTTP ${response.status}` };
-    } catch (err) {
-      return { ok: false, error: (err as Error).message };
-    }
+    const { statusCode, error } = await sendWebhook({
+      url: target.url,
+      secret: target.secret,
+      body: JSON.stringify(event),
+      id: event.id,
+      event: event.type,
+      fetch: this.fetch,
+      timeoutMs: this.timeoutMs,
+      headers: { signature: SIGNATURE_HEADER, id: 'x-spawn-delivery', event: 'x-spawn-event' },
+      userAgent: 'spawn.sh-webhooks/1',
+      errorBodyChars: 0,
+    });
+    if (error === null) return { ok: true, status: statusCode ?? 200 };
+    return statusCode === null ? { ok: false, error } : { ok: false, status: statusCode, error };
   }
 }

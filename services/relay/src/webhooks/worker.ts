@@ -1,7 +1,7 @@
 import type { Logger, SecretBox } from '@agentstack/core';
-import { postJson } from './http.js';
+import { backoffDelay, createWebhookFetch, sendWebhook, type WebhookFetch } from '@agentstack/webhooks';
 import type { ClaimedDelivery, WebhookStore } from './outbox.js';
-import { SIGNATURE_HEADER, signWebhook } from './signature.js';
+import { SIGNATURE_HEADER } from './signature.js';
 
 export interface WebhookWorkerOptions {
   store: WebhookStore;
@@ -20,12 +20,6 @@ export interface WebhookWorkerOptions {
   pollMs?: number;
 }
 
-/** Delay before attempt `n + 1` after `n` failed attempts: exponential from the base, capped, ±20 % jitter. */
-export function backoffMs(failedAttempts: number, baseMs: number, maxMs: number, random = Math.random): number {
-  const exponential = Math.min(maxMs, baseMs * 2 ** Math.max(0, failedAttempts - 1));
-  return Math.round(exponential * (0.8 + 0.4 * random()));
-}
-
 /**
  * Sends the outbox: claims due deliveries, signs each body with its webhook's secret and the current time,
  * POSTs it, and records the outcome (2xx delivered; anything else retried with backoff until the attempts
@@ -37,8 +31,12 @@ export class WebhookWorker {
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
   private kicked = false;
+  private readonly fetch: WebhookFetch;
 
-  constructor(private readonly options: WebhookWorkerOptions) {}
+  constructor(private readonly options: WebhookWorkerOptions) {
+    // Public addresses only (unless allowed), pinned at connection time; no redirects; answers capped at 64 KiB.
+    this.fetch = createWebhookFetch({ timeoutMs: options.timeoutMs, allowPrivate: options.allowPrivate });
+  }
 
   start(): void {
     if (this.running) return;
@@ -104,24 +102,24 @@ export class WebhookWorker {
     let statusCode: number | null = null;
     let error: string;
     try {
-      const secret = this.options.openSecret(webhook.id, webhook.secret);
-      const result = await postJson(
-        webhook.url,
+      const result = await sendWebhook({
+        url: webhook.url,
+        secret: this.options.openSecret(webhook.id, webhook.secret),
         body,
-        {
-          'user-agent': 'relay.sh-webhooks/1',
-          'x-relay-event': delivery.event,
-          'x-relay-delivery': delivery.id,
-          [SIGNATURE_HEADER]: signWebhook(secret, body),
-        },
-        { timeoutMs: this.options.timeoutMs, allowPrivate: this.options.allowPrivate },
-      );
-      statusCode = result.status;
-      if (result.status >= 200 && result.status < 300) {
-        await store.recordSuccess(delivery.id, webhook.id, result.status);
+        id: delivery.id,
+        event: delivery.event,
+        fetch: this.fetch,
+        timeoutMs: this.options.timeoutMs,
+        headers: { signature: SIGNATURE_HEADER, id: 'x-relay-delivery', event: 'x-relay-event' },
+        userAgent: 'relay.sh-webhooks/1',
+        errorBodyChars: 120,
+      });
+      statusCode = result.statusCode;
+      if (result.error === null) {
+        await store.recordSuccess(delivery.id, webhook.id, result.statusCode ?? 200);
         return;
       }
-      error = `HTTP ${result.status}${result.body ? `: ${result.body.slice(0, 120)}` : ''}`;
+      error = result.error;
     } catch (err) {
       error = (err as Error).message;
     }
@@ -129,7 +127,10 @@ export class WebhookWorker {
     const retryAt =
       failedAttempts >= this.options.maxAttempts
         ? null
-        : new Date(Date.now() + backoffMs(failedAttempts, this.options.retryBaseMs, this.options.retryMaxMs));
+        : new Date(
+            Date.now() +
+              backoffDelay(failedAttempts, { baseMs: this.options.retryBaseMs, maxMs: this.options.retryMaxMs }),
+          );
     const { disabled } = await store.recordFailure({
       deliveryId: delivery.id,
       webhookId: webhook.id,

@@ -1,9 +1,10 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 /**
- * What kind of address an IP is. Only `public` may be reached by tenant traffic; everything else is
- * either local to some network (loopback, private, link-local, CGNAT, ULA), not a unicast destination
- * (multicast, broadcast, unspecified) or set aside by the IANA special-purpose registries.
+ * What kind of address an IP is. Only `public` may be reached by tenant traffic (egress) or by user-given
+ * URLs (`createSafeFetch`); everything else is either local to some network (loopback, private, link-local,
+ * CGNAT, ULA), not a unicast destination (multicast, broadcast, unspecified) or set aside by the IANA
+ * special-purpose registries.
  */
 export type AddressKind =
   | 'public'
