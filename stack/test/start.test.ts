@@ -55,7 +55,7 @@ describe('start (the CLI, as a newcomer runs it)', () => {
           // The summary is printed after the endpoints file is written.
           return existsSync(endpointsFile) && proc.output().includes('Ctrl-C stops everything');
         },
-        { timeoutMs: 240_000, what: 'endpoints.json' },
+        { timeoutMs: 480_000, what: 'endpoints.json' },
       );
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${proc.output()}`);
