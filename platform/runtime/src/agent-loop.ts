@@ -33,6 +33,8 @@ export interface AgentDeps {
 export interface AgentRun {
   hand: Hand;
   model: string;
+  /** The platform's conversation id: the LLM proxy records it on the call's usage row. */
+  conversationId?: string;
   /** Prior conversation, oldest first, as the platform stored it. */
   history: ChatMessage[];
   message: { content: string; attachments: ResolvedAttachment[] };
@@ -98,7 +100,13 @@ export async function* runAgent(deps: AgentDeps, run: AgentRun): AsyncGenerator<
           ...(toolDefinitions.length > 0 ? { tools: toolDefinitions } : {}),
           ...(hand.settings.temperature !== undefined ? { temperature: hand.settings.temperature } : {}),
         },
-        { signal },
+        {
+          signal,
+          // Only platform ids (cnv_…): the proxy refuses a conversation that is not the tenant's.
+          ...(run.conversationId?.startsWith('cnv_')
+            ? { headers: { 'x-agentsquads-conversation-id': run.conversationId } }
+            : {}),
+        },
       );
 
       partialText = '';

@@ -143,6 +143,7 @@ export function createRuntimeApp(deps: RuntimeAppDeps) {
       const events = deps.agent({
         hand,
         model,
+        conversationId: body.conversationId,
         history: body.messages,
         message: { content: body.message.content, attachments },
         signal: controller.signal,

@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { env, loadConfig } from '@agentstack/core';
 import { z } from 'zod';
+import { bridgesSchema } from './bridges.js';
 
 /** The Hands shipped with the repository (`data/hands/` at the repo root). */
 export const DEFAULT_HANDS_DIR = fileURLToPath(new URL('../../../data/hands', import.meta.url));
@@ -23,6 +24,8 @@ export const runtimeConfigSchema = z.object({
   RUNTIME_HOST: z.string().min(1).default('127.0.0.1'),
   /** Listen on this unix socket path instead of RUNTIME_HOST:RUNTIME_PORT. */
   RUNTIME_SOCKET: z.string().min(1).optional(),
+  /** Loopback ports inside the tenant bridged to sockets the platform handed in (see bridges.ts). */
+  RUNTIME_BRIDGES: bridgesSchema,
   WORKSPACE_DIR: z.string().min(1).default('/workspace'),
   HANDS_DIR: z.string().min(1).default(DEFAULT_HANDS_DIR),
   RUNTIME_DEFAULT_HAND: z.string().min(1).default('assistant'),

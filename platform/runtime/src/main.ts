@@ -1,4 +1,5 @@
 import { runMain, runUntilSignal } from '@agentstack/core';
+import { startBridges } from './bridges.js';
 import { loadRuntimeConfig } from './config.js';
 import { HandLoadError } from './hands.js';
 import { buildRuntime, RUNTIME_VERSION } from './runtime.js';
@@ -16,12 +17,15 @@ async function serve() {
     }
     throw err;
   }
+  // Bridges first: the first chat may come as soon as the socket listens, and it needs the LLM proxy.
+  const bridges = await startBridges(config.RUNTIME_BRIDGES);
   runtime.log.info(
     {
       tenantId: config.TENANT_ID,
       version: RUNTIME_VERSION,
       workspace: runtime.workspace,
       hands: [...runtime.hands.keys()],
+      bridges: config.RUNTIME_BRIDGES.map((b) => `${b.host}:${b.port}`),
     },
     'runtime ready',
   );
@@ -32,7 +36,10 @@ async function serve() {
     ...(config.RUNTIME_SOCKET ? { socketPath: config.RUNTIME_SOCKET } : {}),
     log: runtime.log,
     name: 'runtime',
-    onShutdown: () => runtime.close(),
+    onShutdown: async () => {
+      await bridges.close();
+      await runtime.close();
+    },
   });
 }
 

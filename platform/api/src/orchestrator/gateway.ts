@@ -1,0 +1,173 @@
+import { chmod, chown, mkdir, rm } from 'node:fs/promises';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from '@agentstack/core';
+import { createEgressProxy, type EgressProxy, type EgressProxyOptions } from '@agentstack/egress';
+
+/** Where the gateway directory appears inside a tenant, and the loopback ports the runtime bridges there. */
+export const INSIDE = {
+  dir: '/run/agentsquads',
+  llmSocket: '/run/agentsquads/llm.sock',
+  platformSocket: '/run/agentsquads/platform.sock',
+  egressSocket: '/run/agentsquads/egress.sock',
+  runtimeSocket: '/run/agentsquads/runtime.sock',
+  llmPort: 8090,
+  platformPort: 3001,
+  egressPort: 3128,
+} as const;
+
+/**
+ * The environment that points a runtime at its gateway: the three sockets bridged to loopback ports inside
+ * (RUNTIME_BRIDGES), the URLs that use them, and where the runtime itself listens.
+ */
+export function gatewayRuntimeEnv(): Record<string, string> {
+  const proxy = `http://127.0.0.1:${INSIDE.egressPort}`;
+  return {
+    RUNTIME_SOCKET: INSIDE.runtimeSocket,
+    RUNTIME_BRIDGES: [
+      `127.0.0.1:${INSIDE.llmPort}=${INSIDE.llmSocket}`,
+      `127.0.0.1:${INSIDE.platformPort}=${INSIDE.platformSocket}`,
+      `127.0.0.1:${INSIDE.egressPort}=${INSIDE.egressSocket}`,
+    ].join(','),
+    LLM_PROXY_URL: `http://127.0.0.1:${INSIDE.llmPort}/v1`,
+    PLATFORM_API_URL: `http://127.0.0.1:${INSIDE.platformPort}`,
+    HTTP_PROXY: proxy,
+    HTTPS_PROXY: proxy,
+    http_proxy: proxy,
+    https_proxy: proxy,
+    // The two platform endpoints are reached directly (they are bridges, not the web).
+    NO_PROXY: `127.0.0.1:${INSIDE.llmPort},127.0.0.1:${INSIDE.platformPort}`,
+    no_proxy: `127.0.0.1:${INSIDE.llmPort},127.0.0.1:${INSIDE.platformPort}`,
+  };
+}
+
+export interface TcpTarget {
+  host: string;
+  port: number;
+}
+
+export interface TenantGatewayOptions {
+  /** Host directory holding one directory per tenant; created root-only (0711). */
+  rootDir: string;
+  llmProxy: TcpTarget;
+  platformApi: TcpTarget;
+  /** Options of each tenant's egress proxy (public addresses only unless `allow` says otherwise). */
+  egress?: Omit<EgressProxyOptions, 'log'>;
+  log: Pick<Logger, 'info' | 'warn'>;
+}
+
+export interface OpenGateway {
+  /** Host directory to mount at `INSIDE.dir`. */
+  dir: string;
+  /** Host path of the runtime's socket (created by the runtime inside). */
+  runtimeSocket: string;
+}
+
+interface Listeners {
+  gateway: OpenGateway;
+  pipes: Server[];
+  egress: EgressProxy;
+  open: Set<Socket>;
+}
+
+/**
+ * The only doors out of a tenant: per tenant a directory with three unix sockets, owned by the tenant's uid
+ * so only it (and root) can connect — `llm.sock` and `platform.sock` piped to the LLM proxy and platform
+ * API, `egress.sock` an egress proxy that reaches public addresses only. Nothing else of the host is
+ * reachable from a tenant, whose network namespace has only loopback. Identity still comes from the
+ * tenant's API key on every request; the socket decides what can be reached at all.
+ */
+export class TenantGateway {
+  private readonly tenants = new Map<string, Listeners>();
+
+  constructor(private readonly options: TenantGatewayOptions) {}
+
+  dirOf(tenantId: string): string {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(tenantId)) throw new Error(`not a tenant id: ${JSON.stringify(tenantId)}`);
+    return join(this.options.rootDir, tenantId);
+  }
+
+  /** Opens (or returns the already open) gateway of a tenant, its sockets owned by `uid:gid`. */
+  async open(tenantId: string, owner: { uid: number; gid: number }): Promise<OpenGateway> {
+    const existing = this.tenants.get(tenantId);
+    if (existing) return existing.gateway;
+    await mkdir(this.options.rootDir, { recursive: true, mode: 0o711 });
+    await chmod(this.options.rootDir, 0o711);
+    const dir = this.dirOf(tenantId);
+    // A leftover directory (crash, restart) is replaced: its sockets are dead.
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { mode: 0o700 });
+    // The runtime (as the tenant) creates runtime.sock here, so the directory is the tenant's.
+    await chown(dir, owner.uid, owner.gid);
+    const open = new Set<Socket>();
+    const pipes: Server[] = [];
+    const egress = createEgressProxy({ ...this.options.egress, log: this.options.log });
+    try {
+      pipes.push(await this.pipe(join(dir, 'llm.sock'), this.options.llmProxy, open));
+      pipes.push(await this.pipe(join(dir, 'platform.sock'), this.options.platformApi, open));
+      await egress.listen({ path: join(dir, 'egress.sock') });
+      for (const name of ['llm.sock', 'platform.sock', 'egress.sock']) {
+        await chown(join(dir, name), owner.uid, owner.gid);
+        await chmod(join(dir, name), 0o600);
+      }
+    } catch (err) {
+      await closeListeners({ pipes, egress, open });
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    const gateway = { dir, runtimeSocket: join(dir, 'runtime.sock') };
+    this.tenants.set(tenantId, { gateway, pipes, egress, open });
+    return gateway;
+  }
+
+  isOpen(tenantId: string): boolean {
+    return this.tenants.has(tenantId);
+  }
+
+  /** Stops a tenant's listeners (connections in flight are cut); the directory stays until `remove`. */
+  async close(tenantId: string): Promise<void> {
+    const listeners = this.tenants.get(tenantId);
+    if (!listeners) return;
+    this.tenants.delete(tenantId);
+    await closeListeners(listeners);
+  }
+
+  /** Closes and deletes a tenant's gateway directory. Idempotent. */
+  async remove(tenantId: string): Promise<void> {
+    await this.close(tenantId);
+    await rm(this.dirOf(tenantId), { recursive: true, force: true });
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.tenants.keys()].map((id) => this.close(id)));
+  }
+
+  private async pipe(path: string, target: TcpTarget, open: Set<Socket>): Promise<Server> {
+    const server = createServer((client) => {
+      const upstream = connect(target.port, target.host);
+      open.add(client).add(upstream);
+      const end = () => {
+        open.delete(client);
+        open.delete(upstream);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    return server;
+  }
+}
+
+async function closeListeners({ pipes, egress, open }: Pick<Listeners, 'pipes' | 'egress' | 'open'>): Promise<void> {
+  for (const socket of open) socket.destroy();
+  await Promise.all([
+    ...pipes.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+    egress.close().catch(() => undefined),
+  ]);
+}
