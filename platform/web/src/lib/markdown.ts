@@ -94,7 +94,7 @@ const marked = new Marked({
       const target = safeHref(href);
       const label = escapeHtml(text || href);
       return target
-        ? `<a href="${escapeHtml(target)}" target="_blank" rel="noopener noreferrer nofollow">🖼 ${label}</a>`
+        ? `<a href="${escapeHtml(target)}" target="_blank" rel="noopener noreferrer nofollow">[image] ${label}</a>`
         : label;
     },
   },

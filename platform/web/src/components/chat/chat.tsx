@@ -7,7 +7,7 @@ import { type AssistantItem, applyEvent, type ChatItem, itemsFromHistory, type S
 import { parseMicros } from '@/lib/money';
 import type { ConversationSummary } from '@/lib/server-api';
 import { readSseJson } from '@/lib/sse';
-import { AssistantMessage, CreditsExhausted, UserMessage } from './message-views';
+import { AssistantMessage, CreditsExhausted, PaperclipIcon, UserMessage } from './message-views';
 
 interface Attachment {
   path: string;
@@ -249,8 +249,10 @@ export function Chat({
           setBanner({ kind: 'exhausted' });
           setBalanceMicros('0');
           void refreshBalance();
-        } else if (res.status === 404 && code !== 'not_found') {
+        } else if (res.status === 404 && !activeId) {
           setBanner({ kind: 'error', message: 'Chat is not available on this server yet.' });
+        } else if (res.status === 404) {
+          setBanner({ kind: 'error', message: 'This conversation no longer exists. Start a new chat.' });
         } else if (res.status === 409) {
           setBanner({
             kind: 'error',
@@ -363,224 +365,229 @@ export function Chat({
   const activeTitle = conversations.find((c) => c.id === activeId)?.title;
 
   return (
-    <div className="flex h-full min-h-0">
-      {/* conversations */}
-      <aside
-        className={`${showList ? 'fixed inset-x-0 top-14 bottom-0 z-20 flex' : 'hidden'} w-full flex-col border-r border-line bg-bg md:static md:flex md:w-72 md:shrink-0`}
-        data-testid="conversation-list"
-      >
-        <div className="p-3">
-          <button
-            type="button"
-            onClick={() => openConversation(undefined)}
-            disabled={streaming}
-            className="w-full rounded-lg border border-line px-3 py-2 text-sm hover:border-accent disabled:opacity-50"
-            data-testid="new-chat"
-          >
-            + New chat
-          </button>
-        </div>
-        <nav className="min-h-0 flex-1 overflow-y-auto px-2 pb-3" aria-label="Conversations">
-          {conversations.length === 0 ? (
-            <p className="px-3 py-2 text-sm text-muted">No conversations yet.</p>
-          ) : (
-            <ul className="space-y-0.5">
-              {conversations.map((c) => (
-                <li key={c.id}>
-                  <button
-                    type="button"
-                    onClick={() => openConversation(c.id)}
-                    disabled={streaming && c.id !== activeId}
-                    aria-current={c.id === activeId ? 'page' : undefined}
-                    className={`w-full truncate rounded-lg px-3 py-2 text-left text-sm ${
-                      c.id === activeId ? 'bg-surface-2 text-ink' : 'text-muted hover:bg-surface hover:text-ink'
-                    }`}
-                    data-testid="conversation-item"
-                  >
-                    {c.title || 'New conversation'}
-                  </button>
-                </li>
-              ))}
-            </ul>
-          )}
-        </nav>
-      </aside>
-
-      {/* messages */}
-      <section className="relative flex min-w-0 flex-1 flex-col">
-        <div className="flex items-center gap-2 border-b border-line px-3 py-2 md:hidden">
-          <button
-            type="button"
-            onClick={() => setShowList((v) => !v)}
-            className="rounded-lg border border-line px-2.5 py-1 text-sm"
-            data-testid="toggle-conversations"
-          >
-            {showList ? 'Close' : 'Chats'}
-          </button>
-          <p className="min-w-0 flex-1 truncate text-sm text-muted">{activeTitle || 'New chat'}</p>
-        </div>
-
-        {/* biome-ignore lint/a11y/useKeyWithClickEvents: delegates clicks of the (keyboard-focusable) copy buttons inside */}
-        {/* biome-ignore lint/a11y/noStaticElementInteractions: same */}
-        <div
-          ref={scroller}
-          onScroll={onScroll}
-          onClick={onMessagesClick}
-          className="min-h-0 flex-1 overflow-x-hidden overflow-y-auto"
-          data-testid="messages"
+    <div className="flex h-full min-h-0 flex-col">
+      {/* the small-screen bar: conversations are a page of their own there */}
+      <div className="flex items-center gap-2 border-b border-line px-3 py-2 md:hidden">
+        <button
+          type="button"
+          onClick={() => setShowList((v) => !v)}
+          aria-expanded={showList}
+          className="rounded-lg border border-line px-2.5 py-1 text-sm"
+          data-testid="toggle-conversations"
         >
-          <div className="mx-auto w-full max-w-3xl space-y-5 px-3 py-6 sm:px-6">
-            {loadingHistory ? (
-              <p className="text-center text-sm text-muted" data-testid="loading-history">
-                Loading conversation…
-              </p>
-            ) : items.length === 0 ? (
-              <div className="py-16 text-center" data-testid="empty-chat">
-                <h1 className="text-2xl font-semibold tracking-tight">
-                  What should your <span className="text-gradient">agent</span> do?
-                </h1>
-                <p className="mt-2 text-sm text-muted">
-                  Ask a question, attach a file, or give it a task. It works in its own private workspace.
-                </p>
-              </div>
-            ) : (
-              items.map((item) =>
-                item.role === 'user' ? (
-                  <UserMessage key={item.id} item={item} />
-                ) : (
-                  <AssistantMessage key={item.id} item={item} topUpUrl={topUpUrl} />
-                ),
-              )
-            )}
+          {showList ? 'Back to chat' : 'Chats'}
+        </button>
+        <p className="min-w-0 flex-1 truncate text-sm text-muted">
+          {showList ? 'Conversations' : activeTitle || 'New chat'}
+        </p>
+      </div>
+      <div className="flex min-h-0 flex-1">
+        {/* conversations */}
+        <aside
+          className={`${showList ? 'flex' : 'hidden'} min-h-0 w-full flex-col border-r border-line bg-bg md:flex md:w-72 md:shrink-0`}
+          data-testid="conversation-list"
+        >
+          <div className="p-3">
+            <button
+              type="button"
+              onClick={() => openConversation(undefined)}
+              disabled={streaming}
+              className="w-full rounded-lg border border-line px-3 py-2 text-sm hover:border-accent disabled:opacity-50"
+              data-testid="new-chat"
+            >
+              + New chat
+            </button>
           </div>
-        </div>
-
-        {!pinned && streaming ? (
-          <button
-            type="button"
-            onClick={jumpToLatest}
-            className="absolute bottom-36 left-1/2 -translate-x-1/2 rounded-full border border-line bg-surface px-3 py-1 text-xs shadow-lg"
-            data-testid="jump-to-latest"
-          >
-            ↓ Latest
-          </button>
-        ) : null}
-
-        {/* composer */}
-        <div className="border-t border-line bg-bg px-3 pt-3 pb-[max(0.75rem,env(safe-area-inset-bottom))] sm:px-6">
-          <div className="mx-auto w-full max-w-3xl space-y-2">
-            {banner?.kind === 'exhausted' ? <CreditsExhausted topUpUrl={topUpUrl} /> : null}
-            {banner?.kind === 'error' ? (
-              <p
-                role="alert"
-                className="flex items-start justify-between gap-3 rounded-lg border border-danger/40 bg-danger/10 px-3 py-2 text-sm text-danger"
-                data-testid="chat-banner-error"
-              >
-                <span>{banner.message}</span>
-                <button
-                  type="button"
-                  onClick={() => setBanner(undefined)}
-                  aria-label="Dismiss"
-                  className="text-danger/80"
-                >
-                  ✕
-                </button>
-              </p>
-            ) : null}
-            {banner?.kind === 'runtime' ? (
-              <p
-                className={`rounded-lg border px-3 py-2 text-sm ${banner.state === 'error' ? 'border-danger/40 bg-danger/10 text-danger' : 'border-warn/40 bg-warn/10 text-warn'}`}
-                data-testid="runtime-banner"
-              >
-                {banner.state === 'starting'
-                  ? 'Your agent is starting…'
-                  : `Your agent could not start${banner.message ? `: ${banner.message}` : '.'}`}
-              </p>
-            ) : null}
-            {attachments.length > 0 || uploading > 0 ? (
-              <ul className="flex flex-wrap gap-1.5" data-testid="attachments">
-                {attachments.map((a) => (
-                  <li
-                    key={a.path}
-                    className="flex items-center gap-1 rounded-md bg-surface-2 px-2 py-1 font-mono text-xs"
-                  >
-                    📎 {a.path}
+          <nav className="min-h-0 flex-1 overflow-y-auto px-2 pb-3" aria-label="Conversations">
+            {conversations.length === 0 ? (
+              <p className="px-3 py-2 text-sm text-muted">No conversations yet.</p>
+            ) : (
+              <ul className="space-y-0.5">
+                {conversations.map((c) => (
+                  <li key={c.id}>
                     <button
                       type="button"
-                      aria-label={`Remove ${a.name}`}
-                      className="ml-1 text-muted hover:text-ink"
-                      onClick={() => setAttachments((list) => list.filter((x) => x.path !== a.path))}
+                      onClick={() => openConversation(c.id)}
+                      disabled={streaming && c.id !== activeId}
+                      aria-current={c.id === activeId ? 'page' : undefined}
+                      className={`w-full truncate rounded-lg px-3 py-2 text-left text-sm ${
+                        c.id === activeId ? 'bg-surface-2 text-ink' : 'text-muted hover:bg-surface hover:text-ink'
+                      }`}
+                      data-testid="conversation-item"
                     >
-                      ✕
+                      {c.title || 'New conversation'}
                     </button>
                   </li>
                 ))}
-                {uploading > 0 ? <li className="px-2 py-1 text-xs text-muted">Uploading…</li> : null}
               </ul>
-            ) : null}
-            <form
-              className="flex items-end gap-2 rounded-2xl border border-line bg-surface p-2 focus-within:border-accent"
-              onSubmit={(e) => {
-                e.preventDefault();
-                void send();
-              }}
+            )}
+          </nav>
+        </aside>
+
+        {/* messages */}
+        <section className={`${showList ? 'hidden' : 'flex'} relative min-w-0 flex-1 flex-col md:flex`}>
+          {/* biome-ignore lint/a11y/useKeyWithClickEvents: delegates clicks of the (keyboard-focusable) copy buttons inside */}
+          {/* biome-ignore lint/a11y/noStaticElementInteractions: same */}
+          <div
+            ref={scroller}
+            onScroll={onScroll}
+            onClick={onMessagesClick}
+            className="min-h-0 flex-1 overflow-x-hidden overflow-y-auto"
+            data-testid="messages"
+          >
+            <div className="mx-auto w-full max-w-3xl space-y-5 px-3 py-6 sm:px-6">
+              {loadingHistory ? (
+                <p className="text-center text-sm text-muted" data-testid="loading-history">
+                  Loading conversation…
+                </p>
+              ) : items.length === 0 ? (
+                <div className="py-16 text-center" data-testid="empty-chat">
+                  <h1 className="text-2xl font-semibold tracking-tight">
+                    What should your <span className="text-gradient">agent</span> do?
+                  </h1>
+                  <p className="mt-2 text-sm text-muted">
+                    Ask a question, attach a file, or give it a task. It works in its own private workspace.
+                  </p>
+                </div>
+              ) : (
+                items.map((item) =>
+                  item.role === 'user' ? (
+                    <UserMessage key={item.id} item={item} />
+                  ) : (
+                    <AssistantMessage key={item.id} item={item} topUpUrl={topUpUrl} />
+                  ),
+                )
+              )}
+            </div>
+          </div>
+
+          {!pinned && streaming ? (
+            <button
+              type="button"
+              onClick={jumpToLatest}
+              className="absolute bottom-36 left-1/2 -translate-x-1/2 rounded-full border border-line bg-surface px-3 py-1 text-xs shadow-lg"
+              data-testid="jump-to-latest"
             >
-              <input
-                ref={fileInput}
-                type="file"
-                multiple
-                className="hidden"
-                onChange={onFiles}
-                data-testid="file-input"
-              />
-              <button
-                type="button"
-                onClick={() => fileInput.current?.click()}
-                className="shrink-0 rounded-xl px-2.5 py-2 text-muted hover:bg-surface-2 hover:text-ink"
-                aria-label="Attach a file"
-                title="Attach a file"
-                disabled={streaming}
+              ↓ Latest
+            </button>
+          ) : null}
+
+          {/* composer */}
+          <div className="border-t border-line bg-bg px-3 pt-3 pb-[max(0.75rem,env(safe-area-inset-bottom))] sm:px-6">
+            <div className="mx-auto w-full max-w-3xl space-y-2">
+              {banner?.kind === 'exhausted' ? <CreditsExhausted topUpUrl={topUpUrl} /> : null}
+              {banner?.kind === 'error' ? (
+                <p
+                  role="alert"
+                  className="flex items-start justify-between gap-3 rounded-lg border border-danger/40 bg-danger/10 px-3 py-2 text-sm text-danger"
+                  data-testid="chat-banner-error"
+                >
+                  <span>{banner.message}</span>
+                  <button
+                    type="button"
+                    onClick={() => setBanner(undefined)}
+                    aria-label="Dismiss"
+                    className="text-danger/80"
+                  >
+                    ✕
+                  </button>
+                </p>
+              ) : null}
+              {banner?.kind === 'runtime' ? (
+                <p
+                  className={`rounded-lg border px-3 py-2 text-sm ${banner.state === 'error' ? 'border-danger/40 bg-danger/10 text-danger' : 'border-warn/40 bg-warn/10 text-warn'}`}
+                  data-testid="runtime-banner"
+                >
+                  {banner.state === 'starting'
+                    ? 'Your agent is starting…'
+                    : `Your agent could not start${banner.message ? `: ${banner.message}` : '.'}`}
+                </p>
+              ) : null}
+              {attachments.length > 0 || uploading > 0 ? (
+                <ul className="flex flex-wrap gap-1.5" data-testid="attachments">
+                  {attachments.map((a) => (
+                    <li
+                      key={a.path}
+                      className="flex items-center gap-1 rounded-md bg-surface-2 px-2 py-1 font-mono text-xs"
+                    >
+                      <PaperclipIcon small /> {a.path}
+                      <button
+                        type="button"
+                        aria-label={`Remove ${a.name}`}
+                        className="ml-1 text-muted hover:text-ink"
+                        onClick={() => setAttachments((list) => list.filter((x) => x.path !== a.path))}
+                      >
+                        ✕
+                      </button>
+                    </li>
+                  ))}
+                  {uploading > 0 ? <li className="px-2 py-1 text-xs text-muted">Uploading…</li> : null}
+                </ul>
+              ) : null}
+              <form
+                className="flex items-end gap-2 rounded-2xl border border-line bg-surface p-2 focus-within:border-accent"
+                onSubmit={(e) => {
+                  e.preventDefault();
+                  void send();
+                }}
               >
-                📎
-              </button>
-              <textarea
-                ref={textarea}
-                value={input}
-                onChange={(e) => setInput(e.target.value)}
-                onKeyDown={onKeyDown}
-                rows={1}
-                maxLength={32_000}
-                placeholder="Message your agent…"
-                className="max-h-[200px] min-h-[2.5rem] min-w-0 flex-1 resize-none bg-transparent px-1 py-2 text-ink placeholder:text-muted/70 focus:outline-none"
-                data-testid="chat-input"
-                aria-label="Message"
-              />
-              {streaming ? (
+                <input
+                  ref={fileInput}
+                  type="file"
+                  multiple
+                  className="hidden"
+                  onChange={onFiles}
+                  data-testid="file-input"
+                />
                 <button
                   type="button"
-                  onClick={stop}
-                  className="shrink-0 rounded-xl border border-line px-3 py-2 text-sm hover:border-danger hover:text-danger"
-                  data-testid="stop-button"
+                  onClick={() => fileInput.current?.click()}
+                  className="shrink-0 rounded-xl px-2.5 py-2 text-muted hover:bg-surface-2 hover:text-ink"
+                  aria-label="Attach a file"
+                  title="Attach a file"
+                  disabled={streaming}
                 >
-                  ■ Stop
+                  <PaperclipIcon />
                 </button>
-              ) : (
-                <button
-                  type="submit"
-                  disabled={!input.trim() || uploading > 0}
-                  className="shrink-0 rounded-xl bg-accent px-4 py-2 text-sm font-medium text-white hover:bg-accent-soft disabled:opacity-50"
-                  data-testid="send-button"
-                >
-                  Send
-                </button>
-              )}
-            </form>
-            <p className="hidden text-center text-xs text-muted/70 sm:block">
-              Enter to send · Shift+Enter for a new line
-            </p>
+                <textarea
+                  ref={textarea}
+                  value={input}
+                  onChange={(e) => setInput(e.target.value)}
+                  onKeyDown={onKeyDown}
+                  rows={1}
+                  maxLength={32_000}
+                  placeholder="Message your agent…"
+                  className="max-h-[200px] min-h-[2.5rem] min-w-0 flex-1 resize-none bg-transparent px-1 py-2 text-ink placeholder:text-muted/70 focus:outline-none"
+                  data-testid="chat-input"
+                  aria-label="Message"
+                />
+                {streaming ? (
+                  <button
+                    type="button"
+                    onClick={stop}
+                    className="shrink-0 rounded-xl border border-line px-3 py-2 text-sm hover:border-danger hover:text-danger"
+                    data-testid="stop-button"
+                  >
+                    ■ Stop
+                  </button>
+                ) : (
+                  <button
+                    type="submit"
+                    disabled={!input.trim() || uploading > 0}
+                    className="shrink-0 rounded-xl bg-accent px-4 py-2 text-sm font-medium text-white hover:bg-accent-soft disabled:opacity-50"
+                    data-testid="send-button"
+                  >
+                    Send
+                  </button>
+                )}
+              </form>
+              <p className="hidden text-center text-xs text-muted/70 sm:block">
+                Enter to send · Shift+Enter for a new line
+              </p>
+            </div>
           </div>
-        </div>
-      </section>
+        </section>
+      </div>
     </div>
   );
 }

@@ -73,6 +73,26 @@ export function ToolActivity({ part, running }: { part: ToolPart; running: boole
   );
 }
 
+export function PaperclipIcon({ small = false }: { small?: boolean }) {
+  const size = small ? 12 : 18;
+  return (
+    <svg
+      aria-hidden="true"
+      width={size}
+      height={size}
+      viewBox="0 0 24 24"
+      fill="none"
+      stroke="currentColor"
+      strokeWidth="2"
+      strokeLinecap="round"
+      strokeLinejoin="round"
+      className="inline-block shrink-0"
+    >
+      <path d="m21.44 11.05-9.19 9.19a6 6 0 0 1-8.49-8.49l8.57-8.57A4 4 0 1 1 18 8.84l-8.59 8.57a2 2 0 0 1-2.83-2.83l8.49-8.48" />
+    </svg>
+  );
+}
+
 export function UserMessage({ item }: { item: UserItem }) {
   return (
     <div className="flex justify-end" data-testid="user-message">
@@ -81,8 +101,8 @@ export function UserMessage({ item }: { item: UserItem }) {
         {item.attachments.length > 0 ? (
           <ul className="mt-2 flex flex-wrap gap-1.5">
             {item.attachments.map((path) => (
-              <li key={path} className="rounded-md bg-white/15 px-2 py-0.5 font-mono text-xs">
-                📎 {path}
+              <li key={path} className="flex items-center gap-1 rounded-md bg-white/15 px-2 py-0.5 font-mono text-xs">
+                <PaperclipIcon small /> {path}
               </li>
             ))}
           </ul>
@@ -97,7 +117,12 @@ export function AssistantMessage({ item, topUpUrl }: { item: AssistantItem; topU
   const lastText = [...item.parts].reverse().find((p) => p.type === 'text');
   const empty = item.parts.length === 0;
   return (
-    <div className="flex justify-start" data-testid="assistant-message" data-status={item.status}>
+    <div
+      className="flex justify-start"
+      data-testid="assistant-message"
+      data-status={item.status}
+      data-charged-micros={item.chargedMicros}
+    >
       <div className="w-full max-w-[92%] min-w-0 space-y-2 sm:max-w-[85%]">
         {item.parts.map((part, i) =>
           part.type === 'text' ? (
