@@ -22,6 +22,8 @@ import { sql } from '@agentstack/db';
 import { type Context, Hono } from 'hono';
 import { z } from 'zod';
 import { type Auth, COOKIE_PREFIX, OIDC_PROVIDER_ID, usesSecureCookies } from './auth.js';
+import type { ChatRelay } from './chat.js';
+import { CHAT_ROUTES, registerChatRoutes } from './chat-routes.js';
 import type { PlatformConfig } from './config.js';
 import type { Conversations } from './conversations.js';
 import type { Executor } from './db.js';
@@ -36,6 +38,7 @@ import {
   trustedProxyList,
 } from './middleware.js';
 import { publicModel } from './models.js';
+import type { TenantRuntimes } from './runtimes.js';
 import type { ServiceTokens } from './service-token.js';
 import type { CreditsRow, LedgerRow, PlatformStore, TenantRow } from './store.js';
 import type { TenantLifecycle } from './tenants.js';
@@ -49,6 +52,9 @@ export interface AppDeps {
   serviceTokens: ServiceTokens;
   lifecycle: TenantLifecycle;
   conversations: Conversations;
+  chat: ChatRelay;
+  /** Null when no runtime backend is configured (chat then answers 503 runtime_unavailable). */
+  runtimes: TenantRuntimes | null;
 }
 
 // ---- request and response shapes (validate the request and document the API from one place) ------------
@@ -277,7 +283,8 @@ export function createApp(deps: AppDeps): Hono<PlatformEnv> {
   app.use('*', requestLogger(deps.log));
   app.use('/api/*', clientAddress(trustedProxyList(config.PLATFORM_TRUSTED_PROXIES)));
   app.use('/api/*', sameOriginForCookies(config.trustedOrigins));
-  app.use('/api/*', bodyLimit(1_000_000));
+  // Uploads have their own, larger limit (chat-routes.ts).
+  app.use('/api/*', (c, next) => (c.req.path === '/api/files' ? next() : bodyLimit(1_000_000)(c, next)));
   app.use('/api/*', authenticate(deps, isPublicRoute));
 
   // ---- public ------------------------------------------------------------------------------------
@@ -311,7 +318,7 @@ export function createApp(deps: AppDeps): Hono<PlatformEnv> {
       version: '1',
       description: 'Accounts, tenants, credits and conversations of AgentSquads. Money is in micro-dollars.',
     },
-    ROUTES,
+    [...ROUTES, ...CHAT_ROUTES],
   );
   app.get('/api/public/openapi.json', (c) => c.json(openApi));
 
@@ -428,6 +435,13 @@ export function createApp(deps: AppDeps): Hono<PlatformEnv> {
     async (c) =>
       c.json(await conversations.append(c.get('tenant').id, c.req.valid('param').id, c.req.valid('json')), 201),
   );
+
+  registerChatRoutes(app, {
+    chat: deps.chat,
+    runtimes: deps.runtimes,
+    tenantDataDir: config.tenantDataDir,
+    log: deps.log,
+  });
 
   // ---- a tenant runtime trading its API key for a short-lived token --------------------------------
   app.post('/api/service-tokens', only('apiKey'), validate('json', serviceTokenBody), async (c) => {

@@ -2,6 +2,7 @@ import { createLogger, type Logger } from '@agentstack/core';
 import { createDatabase } from '@agentstack/db';
 import { createApp } from './app.js';
 import { type Auth, createAuth } from './auth.js';
+import { ChatRelay } from './chat.js';
 import type { PlatformConfig } from './config.js';
 import { Conversations } from './conversations.js';
 import { type PlatformDB, TransactionScopedKysely } from './db.js';
@@ -11,8 +12,10 @@ import { LlmProxy } from './llm-proxy/proxy.js';
 import { RateLimiter } from './llm-proxy/rate-limit.js';
 import { Reservations } from './llm-proxy/reservations.js';
 import { ProxyStore } from './llm-proxy/store.js';
+import type { TenantOrchestrator } from './orchestrator/types.js';
 import { TenantProvisioner } from './provisioning.js';
 import { LoggingRuntimeRequester, type TenantRuntimeRequester } from './runtime-requester.js';
+import { TenantRuntimes } from './runtimes.js';
 import { resolveSecrets } from './secrets.js';
 import { ServiceTokens } from './service-token.js';
 import { PlatformStore } from './store.js';
@@ -31,6 +34,9 @@ export interface Platform {
   auth: Auth;
   serviceTokens: ServiceTokens;
   requester: TenantRuntimeRequester;
+  /** Tenant runtimes over the configured orchestrator; null when none is configured. */
+  runtimes: TenantRuntimes | null;
+  chat: ChatRelay;
   provisioner: TenantProvisioner;
   lifecycle: TenantLifecycle;
   conversations: Conversations;
@@ -46,7 +52,11 @@ export interface Platform {
 
 export interface PlatformOverrides {
   log?: Logger;
-  /** The orchestrator's implementation; a logging no-op until one is configured. */
+  /** The runtime backend; without one, sign-ups only log and chat answers 503. */
+  orchestrator?: TenantOrchestrator;
+  /** Runtime env for every tenant (e.g. RUNTIME_DEFAULT_MODEL=demo). */
+  runtimeEnv?: Record<string, string>;
+  /** Replaces the requester entirely (tests of the account lifecycle). */
   requester?: TenantRuntimeRequester;
 }
 
@@ -62,7 +72,9 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
   const db = new TransactionScopedKysely(database.pool, (err) => log.error({ err }, 'after-commit task failed'));
   let stopBackground = async () => {};
   // Kysely ends a pool only if it ever used it, and `database.db` never is: end the pool ourselves.
+  let runtimes: TenantRuntimes | null = null;
   const close = async () => {
+    await runtimes?.close();
     await stopBackground();
     await db.destroy();
     if (!database.pool.ended) await database.pool.end();
@@ -70,13 +82,22 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
   try {
     const secrets = await resolveSecrets(config);
     const store = new PlatformStore(db);
-    const requester = overrides.requester ?? new LoggingRuntimeRequester(log);
+    runtimes = overrides.orchestrator
+      ? new TenantRuntimes({
+          orchestrator: overrides.orchestrator,
+          db,
+          log,
+          ...(overrides.runtimeEnv ? { env: overrides.runtimeEnv } : {}),
+        })
+      : null;
+    const requester = overrides.requester ?? runtimes ?? new LoggingRuntimeRequester(log);
     const provisioner = new TenantProvisioner({ db, freeCreditMicros: config.SIGNUP_FREE_CREDIT, requester, log });
     const auth = createAuth({ config, db, secret: secrets.authSecret, provisioner, log });
     const serviceTokens = new ServiceTokens(secrets.serviceTokenKey, config.SERVICE_TOKEN_TTL_SECONDS);
     const lifecycle = new TenantLifecycle({ db, requester, tenantDataDir: config.tenantDataDir, log });
     const conversations = new Conversations(db);
-    const app = createApp({ config, log, db, store, auth, serviceTokens, lifecycle, conversations });
+    const chat = new ChatRelay({ db, conversations, runtimes, log });
+    const app = createApp({ config, log, db, store, auth, serviceTokens, lifecycle, conversations, chat, runtimes });
 
     const settings = config.proxy;
     const providers = new ProviderRegistry(config, settings);
@@ -109,6 +130,8 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
       auth,
       serviceTokens,
       requester,
+      runtimes,
+      chat,
       provisioner,
       lifecycle,
       conversations,

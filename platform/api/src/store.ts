@@ -423,6 +423,25 @@ export class PlatformStore {
     return query.execute();
   }
 
+  /** LLM calls booked for a conversation since a moment, and what they were charged (cost + margin). */
+  async usageSince(
+    tenantId: string,
+    conversationId: string,
+    since: Date,
+  ): Promise<{ calls: number; chargedMicros: bigint }> {
+    const row = await this.db
+      .selectFrom('usage_logs')
+      .select([
+        sql<string>`count(*)`.as('calls'),
+        sql<string>`coalesce(sum(cost_micros + margin_micros), 0)`.as('charged'),
+      ])
+      .where('tenant_id', '=', tenantId)
+      .where('conversation_id', '=', conversationId)
+      .where('created_at', '>=', since)
+      .executeTakeFirstOrThrow();
+    return { calls: Number(row.calls), chargedMicros: BigInt(row.charged) };
+  }
+
   // ---- models --------------------------------------------------------------------------------------
 
   listModels({ enabledOnly }: { enabledOnly: boolean }): Promise<ModelRow[]> {
