@@ -24,7 +24,8 @@ let browser: Browser;
 /** Whether the platform API serves POST /api/chat yet (another issue builds it; see platform/api/CHAT.md). */
 let chatAvailable = false;
 const CHAT_MISSING =
-  'POST /api/chat answers 404: the chat API (platform/api/CHAT.md) is not on this branch yet — chat parts skipped';
+  'chat is not available in this stack (POST /api/chat answers 404, or 503 "agent runtimes are not configured": ' +
+  'no runtime backend is wired into `start` yet) — chat parts skipped';
 const shots: WalkthroughShot[] = [];
 const password = 'correct horse battery staple';
 const stamp = Date.now().toString(36);
@@ -46,9 +47,11 @@ beforeAll(async () => {
   const probe = await fetch(`${env.web}/api/chat`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', origin: env.web, cookie },
-    body: '{}',
+    body: JSON.stringify({ message: 'hello' }),
   });
-  chatAvailable = probe.status !== 404;
+  const answer = await probe.text();
+  // 404: no chat route; 503 "not configured": this platform API runs without a runtime backend.
+  chatAvailable = probe.status !== 404 && !(probe.status === 503 && answer.includes('not configured'));
   if (!chatAvailable) console.warn(`\n⚠ ${CHAT_MISSING}\n`);
 });
 
@@ -322,7 +325,7 @@ describe('account and chat', () => {
     // Collapsed by default; opens to show the output.
     expect(await tool.evaluate((el) => (el as HTMLDetailsElement).open)).toBe(false);
     await tool.locator('summary').click();
-    await expect.poll(() => tool.innerText()).toContain('notes.txt');
+    await expect.poll(() => tool.innerText()).toContain('uploads/');
     await walkthroughShot(
       page,
       {
@@ -357,8 +360,10 @@ describe('account and chat', () => {
     await shoot(mobile.page, 'mobile-chat');
     await mobile.page.getByTestId('toggle-conversations').click();
     await expect.poll(() => mobile.page.getByTestId('conversation-list').isVisible()).toBe(true);
+    expect(await mobile.page.getByTestId('chat-input').isVisible()).toBe(false);
     await shoot(mobile.page, 'mobile-conversations');
     await mobile.page.getByTestId('toggle-conversations').click();
+    await expect.poll(() => mobile.page.getByTestId('chat-input').isVisible()).toBe(true);
     await mobile.page.goto(`${env.web}/`);
     await shoot(mobile.page, 'mobile-landing', { fullPage: true });
     await mobile.page.close();

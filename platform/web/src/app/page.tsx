@@ -63,6 +63,9 @@ export default async function LandingPage() {
     getAccount(),
   ]);
 
+  // The hero shows the product itself: the walkthrough's chat screenshot when there is one.
+  const hero = walkthrough.find((step) => step.file.includes('chat'));
+
   return (
     <div className="relative overflow-x-hidden">
       <div
@@ -107,28 +110,46 @@ export default async function LandingPage() {
       </header>
 
       <main className="relative">
-        <section className="mx-auto max-w-6xl px-4 pt-12 pb-16 sm:px-6 sm:pt-20">
-          <p className="mb-4 inline-flex rounded-full border border-line bg-surface px-3 py-1 text-xs text-muted">
-            AI agents for people — each in a sandbox of its own
-          </p>
-          <h1 className="max-w-3xl text-4xl font-semibold tracking-tight sm:text-6xl">
-            Your own <span className="text-gradient">AI agent squad</span>, working for you.
-          </h1>
-          <p className="mt-6 max-w-2xl text-lg text-muted">
-            AgentSquads gives you a personal AI agent with a private workspace where it keeps files, runs code and reads
-            the web. Chat with it, hand it a job, watch it work — and pay only for the tokens it uses.
-          </p>
-          <div className="mt-8 flex flex-wrap gap-3">
-            <a href="#signup" className="rounded-xl bg-accent px-5 py-3 font-medium text-white hover:bg-accent-soft">
-              Start free
-            </a>
-            <a
-              href="#pricing"
-              className="rounded-xl border border-line px-5 py-3 font-medium text-ink hover:border-accent3"
-            >
-              Estimate your cost
-            </a>
+        <section className="mx-auto grid max-w-6xl items-center gap-10 px-4 pt-12 pb-16 sm:px-6 sm:pt-20 lg:grid-cols-[1.1fr_1fr]">
+          <div>
+            <p className="mb-4 inline-flex rounded-full border border-line bg-surface px-3 py-1 text-xs text-muted">
+              AI agents for people — each in a sandbox of its own
+            </p>
+            <h1 className="max-w-3xl text-4xl font-semibold tracking-tight sm:text-6xl">
+              Your own <span className="text-gradient">AI agent squad</span>, working for you.
+            </h1>
+            <p className="mt-6 max-w-2xl text-lg text-muted">
+              AgentSquads gives you a personal AI agent with a private workspace where it keeps files, runs code and
+              reads the web. Chat with it, hand it a job, watch it work — and pay only for the tokens it uses.
+            </p>
+            <div className="mt-8 flex flex-wrap gap-3">
+              <a href="#signup" className="rounded-xl bg-accent px-5 py-3 font-medium text-white hover:bg-accent-soft">
+                Start free
+              </a>
+              <a
+                href="#pricing"
+                className="rounded-xl border border-line px-5 py-3 font-medium text-ink hover:border-accent3"
+              >
+                Estimate your cost
+              </a>
+            </div>
           </div>
+          {hero ? (
+            <div className="relative hidden lg:block">
+              <div
+                aria-hidden
+                className="absolute -inset-6 rounded-[2rem] bg-gradient-to-br from-accent/30 to-accent3/20 blur-2xl"
+              />
+              {/* biome-ignore lint/performance/noImgElement: a static screenshot served as it is */}
+              <img
+                src={`/walkthrough/${hero.file}`}
+                alt={hero.caption}
+                width={1280}
+                height={800}
+                className="relative rounded-2xl border border-line shadow-2xl shadow-black/60"
+              />
+            </div>
+          ) : null}
         </section>
 
         <section className="mx-auto max-w-6xl px-4 pb-20 sm:px-6" aria-labelledby="what">

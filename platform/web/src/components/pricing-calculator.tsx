@@ -14,7 +14,9 @@ const numberClass =
 
 /** Model × tokens → what it costs, from the live price list (markup included, rounded up like billing). */
 export function PricingCalculator({ models }: { models: ModelPrice[] }) {
-  const [modelName, setModelName] = useState(models.find((m) => !m.demo)?.name ?? models[0]?.name ?? '');
+  const [modelName, setModelName] = useState(
+    (models.find((m) => m.name === 'gpt-4o-mini') ?? models.find((m) => !m.demo) ?? models[0])?.name ?? '',
+  );
   const [input, setInput] = useState(20_000);
   const [output, setOutput] = useState(4_000);
   const [runs, setRuns] = useState(10);

@@ -557,7 +557,7 @@ export function Chat({
                   rows={1}
                   maxLength={32_000}
                   placeholder="Message your agent…"
-                  className="max-h-[200px] min-h-[2.5rem] min-w-0 flex-1 resize-none bg-transparent px-1 py-2 text-ink placeholder:text-muted/70 focus:outline-none"
+                  className="max-h-[200px] min-h-[2.5rem] min-w-0 flex-1 resize-none bg-transparent px-1 py-2 text-ink placeholder:text-muted/70 focus:outline-none focus-visible:outline-none"
                   data-testid="chat-input"
                   aria-label="Message"
                 />
