@@ -345,6 +345,17 @@ describe('account and chat', () => {
     await page.getByTestId('stop-button').click();
     await expect.poll(() => last.getAttribute('data-status')).toBe('stopped');
     await expect.poll(() => page.getByTestId('send-button').isVisible()).toBe(true);
+    // The abort went through the web app's proxy to the platform API, which kept the partial answer.
+    const conversationId = new URL(page.url()).searchParams.get('c');
+    await expect
+      .poll(async () => {
+        const res = await page.request.get(`${env.web}/api/conversations/${conversationId}/messages?limit=100`);
+        const { items } = (await res.json()) as { items: { role: string; metadata: { stopped?: boolean } }[] };
+        return items.filter((m) => m.role === 'assistant').at(-1)?.metadata.stopped;
+      })
+      .toBe(true);
+    await page.reload();
+    await expect.poll(() => page.getByTestId('assistant-message').last().getAttribute('data-status')).toBe('stopped');
   });
 
   it('works at 390×844: no page scrolls sideways', async () => {

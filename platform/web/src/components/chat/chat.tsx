@@ -101,8 +101,15 @@ export function Chat({
     const poll = async () => {
       const res = await fetch('/api/runtime', { cache: 'no-store' }).catch(() => undefined);
       if (stopped || !res?.ok) return; // No runtime route (older API) or unreachable: nothing to show.
-      const body = (await res.json().catch(() => ({}))) as { state?: string; message?: string };
-      if (body.state === 'starting') {
+      const body = (await res.json().catch(() => ({}))) as {
+        state?: string;
+        backend?: string | null;
+        message?: string;
+      };
+      if (body.state === 'none' && body.backend === null && body.message) {
+        // This installation runs no agent runtimes at all: say so before the user types.
+        setBanner((b) => (b?.kind === 'exhausted' ? b : { kind: 'runtime', state: 'error', message: body.message }));
+      } else if (body.state === 'starting') {
         setBanner((b) => (b?.kind === 'exhausted' ? b : { kind: 'runtime', state: 'starting' }));
         timer = setTimeout(poll, 2_000);
       } else if (body.state === 'error') {
