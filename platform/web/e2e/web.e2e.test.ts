@@ -32,7 +32,8 @@ const stamp = Date.now().toString(36);
 const mainUser = { name: 'Ada Lovelace', email: `ada-${stamp}@example.com` };
 
 beforeAll(async () => {
-  env = await startWebStack();
+  // A configured OAuth provider (its sign-in button and redirect are tested; github.com itself is not reached).
+  env = await startWebStack({ GITHUB_CLIENT_ID: 'e2e-client-id', GITHUB_CLIENT_SECRET: 'e2e-client-secret' });
   browser = await launchBrowser();
   // Asked as a signed-in user (an anonymous request is refused before routing): 404 means no such route.
   const signUp = await fetch(`${env.web}/api/auth/sign-up/email`, {
@@ -137,6 +138,8 @@ describe('landing page', () => {
     expect(html).toMatch(/<meta property="og:image" content="http:\/\/127\.0\.0\.1:\d+\/walkthrough\/og\.png"/);
     expect(html).toContain('<meta name="twitter:card" content="summary_large_image"/>');
     expect(html).toContain('<link rel="canonical"');
+    // Analytics only when configured by env (it is not here).
+    expect(html).not.toMatch(/plausible|posthog/i);
     const hands = (
       await readFile(join(import.meta.dirname, '..', '..', '..', 'data', 'hands', 'coder.toml'), 'utf8')
     ).match(/description = "([^"]+)"/)?.[1];
@@ -405,6 +408,29 @@ describe('account and chat', () => {
     expect(
       errors.filter((e) => !e.startsWith('Failed to load resource: the server responded with a status of 4')),
     ).toEqual([]);
+  });
+});
+
+describe('OAuth', () => {
+  it('shows a button per configured provider, which sends the browser to the provider', async () => {
+    await browser.context.clearCookies();
+    const { page } = await newPage();
+    let authorize: URL | undefined;
+    await page.route('https://github.com/**', async (route) => {
+      authorize = new URL(route.request().url());
+      await route.fulfill({ status: 200, contentType: 'text/html', body: '<title>GitHub (stand-in)</title>' });
+    });
+    await page.goto(`${env.web}/signin`);
+    const buttons = page.getByTestId('oauth-buttons').getByRole('button');
+    expect(await buttons.allInnerTexts()).toEqual(['Continue with GitHub']);
+    await buttons.first().click();
+    await page.waitForURL(/^https:\/\/github\.com\/login\/oauth\/authorize/);
+    expect(authorize?.searchParams.get('client_id')).toBe('e2e-client-id');
+    expect(authorize?.searchParams.get('redirect_uri')).toBe(`${env.web}/api/auth/callback/github`);
+    // The OAuth state cookie came back through the web app's proxy.
+    const cookies = await browser.context.cookies(env.web);
+    expect(cookies.some((c) => c.name.includes('state'))).toBe(true);
+    await page.close();
   });
 });
 
