@@ -1,15 +1,18 @@
 #!/usr/bin/env node
-// How `start` runs the web app: the production server (`next start`), built first when there is no build
-// or the sources changed since the last one (a hash of them is kept next to the build). A second start with
+// How `start` runs the web app: the Next.js production server, built first when there is no build or the
+// sources changed since the last one (a hash of them is kept next to the build). A second start with
 // unchanged sources starts in a second or two; after an edit it rebuilds once (20–60 s on a small machine).
+// It is `next start` plus one thing: X-Forwarded-For is set from the connection (see forwarded.mjs).
 //   node scripts/serve.mjs [--port 3000] [--host 127.0.0.1]
 //   WEB_MODE=dev → `next dev` instead (no build; pages compile on first request).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { setForwardedHeaders, trustedProxies } from './forwarded.mjs';
 
 const dir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const { values } = parseArgs({
@@ -99,5 +102,29 @@ if (mode === 'dev') {
     writeFileSync(hashFile, wanted);
     console.log(`web: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
-  run(['start', '-H', values.host, '-p', values.port]);
+  await serveProduction(values.host, Number(values.port));
+}
+
+async function serveProduction(hostname, port) {
+  process.env.NODE_ENV = 'production';
+  const { default: createNext } = await import('next');
+  const app = createNext({ dev: false, dir, hostname, port });
+  await app.prepare();
+  const handle = app.getRequestHandler();
+  const trusted = trustedProxies(process.env.WEB_TRUSTED_PROXIES);
+  const server = createServer((req, res) => {
+    setForwardedHeaders(req, trusted);
+    handle(req, res);
+  });
+  // Longer than a load balancer's idle timeout, so it never reuses a connection we just closed.
+  server.keepAliveTimeout = 65_000;
+  await new Promise((resolve) => server.listen(port, hostname, resolve));
+  console.log(`web: ready on http://${hostname}:${port}`);
+  const stop = () => {
+    server.close(() => process.exit(0));
+    server.closeAllConnections();
+    setTimeout(() => process.exit(0), 2_000).unref();
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
 }
