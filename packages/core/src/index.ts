@@ -12,3 +12,4 @@ export * from './process.js';
 export * from './safe-fetch.js';
 export * from './secretbox.js';
 export * from './serve.js';
+export * from './socket-relay.js';

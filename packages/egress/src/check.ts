@@ -71,7 +71,32 @@ function normalizeHost(host: string): string {
   return h.endsWith('.') ? h.slice(0, -1) : h;
 }
 
-export type RefusalReason = 'not_public' | 'unresolvable' | 'invalid_destination';
+export type RefusalReason = 'not_public' | 'denied' | 'unresolvable' | 'invalid_destination';
+
+/**
+ * Addresses never reached, public or not: IPs or CIDRs. For the machine's own addresses — a server with a
+ * public IP would otherwise let a proxied client reach its own services on that IP.
+ */
+export interface DenyList {
+  matches(address: string): boolean;
+  readonly entries: readonly string[];
+}
+
+export function parseDenyList(entries: readonly string[]): DenyList {
+  const cidrs = entries.map((raw) => {
+    const cidr = parseCidr(raw.trim());
+    if (!cidr) throw new Error(`deny-list entry "${raw}": not an IP or CIDR`);
+    return cidr;
+  });
+  return {
+    entries: [...entries],
+    matches(address) {
+      // An IPv4-mapped IPv6 address leads to the same IPv4 host.
+      const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)?.[1];
+      return cidrs.some((c) => cidrContains(c, address) || (mapped !== undefined && cidrContains(c, mapped)));
+    },
+  };
+}
 
 export type DestinationCheck =
   | { allowed: true; host: string; port: number; address: string; family: 4 | 6; via: 'public' | 'allow_list' }
@@ -89,6 +114,8 @@ export type DestinationCheck =
 export interface CheckOptions {
   resolve?: Resolver;
   allow?: AllowList;
+  /** Wins over `allow` and over being public. */
+  deny?: DenyList;
 }
 
 /**
@@ -98,7 +125,7 @@ export interface CheckOptions {
  */
 export async function checkDestination(
   destination: { host: string; port: number },
-  { resolve = systemResolver, allow }: CheckOptions = {},
+  { resolve = systemResolver, allow, deny }: CheckOptions = {},
 ): Promise<DestinationCheck> {
   const host = normalizeHost(destination.host);
   const port = destination.port;
@@ -126,6 +153,11 @@ export async function checkDestination(
   }
 
   const first = addresses[0]!;
+  const denied = deny && addresses.find((a) => deny.matches(a.address));
+  if (denied) {
+    const named = denied.address === host ? denied.address : `${host} resolves to ${denied.address}, which`;
+    return refuse('denied', `${named} is an address this proxy never reaches`, { address: denied.address });
+  }
   if (allow && addresses.every((a) => allow.matches({ host, port, address: a.address }))) {
     return { allowed: true, host, port, address: first.address, family: first.family, via: 'allow_list' };
   }

@@ -9,7 +9,14 @@ import {
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { removeStaleSocket } from '@agentstack/core';
-import { type AllowList, checkDestination, type DestinationCheck, parseAllowList, type Resolver } from './check.js';
+import {
+  type AllowList,
+  checkDestination,
+  type DestinationCheck,
+  parseAllowList,
+  parseDenyList,
+  type Resolver,
+} from './check.js';
 
 interface LogLike {
   info(obj: object, msg?: string): void;
@@ -32,6 +39,8 @@ export interface EgressLimits {
 export interface EgressProxyOptions {
   /** Non-public destinations that may be reached anyway (see `parseAllowList`). */
   allow?: readonly string[] | AllowList;
+  /** Addresses never reached, even when public or allow-listed (e.g. the host's own; see `parseDenyList`). */
+  deny?: readonly string[];
   /** Destination ports that may be reached; default: any. */
   ports?: readonly number[];
   resolve?: Resolver;
@@ -81,6 +90,7 @@ const HOP_BY_HOP = new Set([
 export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy {
   const limits = { ...DEFAULTS, ...options.limits };
   const allow = Array.isArray(options.allow) ? parseAllowList(options.allow) : (options.allow as AllowList | undefined);
+  const deny = options.deny && options.deny.length > 0 ? parseDenyList(options.deny) : undefined;
   const ports = options.ports ? new Set(options.ports) : undefined;
   const log = options.log;
   const open = new Set<Duplex>();
@@ -88,7 +98,11 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
   const check = async (host: string, port: number): Promise<DestinationCheck> => {
     const result = await checkDestination(
       { host, port },
-      { ...(options.resolve ? { resolve: options.resolve } : {}), ...(allow ? { allow } : {}) },
+      {
+        ...(options.resolve ? { resolve: options.resolve } : {}),
+        ...(allow ? { allow } : {}),
+        ...(deny ? { deny } : {}),
+      },
     );
     if (result.allowed && ports && !ports.has(port)) {
       return {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkDestination, parseAllowList, type Resolver } from '../src/check.js';
+import { checkDestination, parseAllowList, parseDenyList, type Resolver } from '../src/check.js';
 
 const table: Record<string, string[]> = {
   'public.example': ['93.184.216.34'],
@@ -103,6 +103,35 @@ describe('checkDestination', () => {
     );
     expect((await checkDestination({ host: '::1', port: 9000 }, { resolve: resolver, allow })).allowed).toBe(true);
     expect((await checkDestination({ host: '::1', port: 9001 }, { resolve: resolver, allow })).allowed).toBe(false);
+  });
+
+  it("refuses denied addresses (the host's own) even when public or allow-listed, also through names and mapped forms", async () => {
+    const deny = parseDenyList(['93.184.216.34', '2606:2800:220:1::/64']);
+    const allow = parseAllowList(['93.184.216.34']);
+    expect(
+      await checkDestination({ host: '93.184.216.34', port: 5432 }, { resolve: resolver, deny, allow }),
+    ).toMatchObject({
+      allowed: false,
+      reason: 'denied',
+      address: '93.184.216.34',
+      message: '93.184.216.34 is an address this proxy never reaches',
+    });
+    expect(await checkDestination({ host: 'dual.example', port: 443 }, { resolve: resolver, deny })).toMatchObject({
+      reason: 'denied',
+      message: expect.stringContaining('dual.example resolves to 93.184.216.34'),
+    });
+    expect(
+      await checkDestination({ host: '::ffff:93.184.216.34', port: 80 }, { resolve: resolver, deny }),
+    ).toMatchObject({
+      reason: 'denied',
+    });
+    expect(await checkDestination({ host: '2606:2800:220:1::9', port: 80 }, { resolve: resolver, deny })).toMatchObject(
+      {
+        reason: 'denied',
+      },
+    );
+    expect((await checkDestination({ host: '8.8.8.8', port: 53 }, { resolve: resolver, deny })).allowed).toBe(true);
+    expect(() => parseDenyList(['example.com'])).toThrow('not an IP or CIDR');
   });
 
   it('rejects malformed allow-list entries', () => {

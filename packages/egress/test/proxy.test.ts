@@ -200,6 +200,16 @@ describe('egress proxy: refusals', () => {
     expect((await viaTunnel(port, 'no-port-here')).status).toBe(400);
   });
 
+  it('refuses denied addresses even when allow-listed, both ways, with egress_denied', async () => {
+    const { port } = await start({ allow: ['127.0.0.1'], deny: ['127.0.0.0/8'] });
+    const plain = await viaProxy({ port }, `http://127.0.0.1:${targetPort}/`);
+    expect(plain.status).toBe(403);
+    expect(JSON.parse(plain.body).error.code).toBe('egress_denied');
+    const tunnel = await viaTunnel(port, `127.0.0.1:${targetPort}`);
+    expect([tunnel.status, tunnel.headers['x-egress-refused']]).toEqual([403, 'denied']);
+    expect(seen).toHaveLength(0);
+  });
+
   it('refuses ports outside the port allow-list', async () => {
     const { port } = await start({ allow: ['127.0.0.1'], ports: [443] });
     const answer = await viaTunnel(port, `127.0.0.1:${targetPort}`);

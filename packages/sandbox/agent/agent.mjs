@@ -152,7 +152,7 @@ function bridge(a, b) {
 /**
  * A forwarded socket: the host passed a listening unix socket as an fd. `exec` runs a command per
  * connection with the connection on its stdin/stdout (inetd style); `tcp` bridges each connection to a
- * port on the sandbox's own loopback. (`fd` forwards are handed to the main command instead.)
+ * port on the sandbox's own loopback, `unix` to a unix socket path inside. (`fd` forwards are handed to the main command instead.)
  */
 function serve(forward) {
   const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (connection) => {
@@ -160,14 +160,16 @@ function serve(forward) {
       connection.destroy();
       return;
     }
-    if (forward.mode === 'tcp') {
+    if (forward.mode === 'tcp' || forward.mode === 'unix') {
       // The server inside may still be starting: retry a refused connection for a few seconds.
       const deadline = Date.now() + 5000;
+      const target = forward.mode === 'tcp' ? { host: '127.0.0.1', port: forward.port } : { path: forward.path };
       const attempt = () => {
-        const upstream = net.connect({ host: '127.0.0.1', port: forward.port, allowHalfOpen: true });
+        const upstream = net.connect({ ...target, allowHalfOpen: true });
         const refused = (err) => {
           upstream.destroy();
-          if (err.code === 'ECONNREFUSED' && Date.now() < deadline && !connection.destroyed) setTimeout(attempt, 20);
+          const notYet = err.code === 'ECONNREFUSED' || err.code === 'ENOENT';
+          if (notYet && Date.now() < deadline && !connection.destroyed) setTimeout(attempt, 20);
           else connection.destroy();
         };
         upstream.once('error', refused);

@@ -1,5 +1,6 @@
 import { rename, unlink } from 'node:fs/promises';
 import net from 'node:net';
+import { listenRelay } from '@agentstack/core';
 
 /**
  * Getting connections into a sandbox that has no network: the host creates a listening unix socket in a
@@ -47,37 +48,8 @@ export interface TcpForwarder {
 
 /** Accepts on `127.0.0.1:port` (0: any free port) and pipes each connection to the unix socket at `path`. */
 export async function startTcpForwarder(port: number, path: string, host = '127.0.0.1'): Promise<TcpForwarder> {
-  const open = new Set<net.Socket>();
-  // Half-open both ways: a client may finish sending and still read the reply.
-  const server = net.createServer({ allowHalfOpen: true }, (client) => {
-    const upstream = net.connect({ path, allowHalfOpen: true });
-    open.add(client);
-    open.add(upstream);
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
-    };
-    client.on('error', close);
-    upstream.on('error', close);
-    client.on('close', close);
-    upstream.on('close', close);
-    client.pipe(upstream);
-    upstream.pipe(client);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ port, host }, () => resolve());
-  });
-  const address = server.address();
+  const relay = await listenRelay({ port, host }, () => net.connect({ path, allowHalfOpen: true }));
+  const address = relay.server.address();
   if (!address || typeof address === 'string') throw new Error('forwarder has no port');
-  return {
-    port: address.port,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const socket of open) socket.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  return { port: address.port, close: relay.close };
 }

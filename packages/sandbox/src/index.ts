@@ -6,6 +6,7 @@
  *   const box = await manager.create({ limits: { memoryBytes, cpus, pids }, command, forwards, labels });
  *   await box.start();                                                 // resolves when the in-sandbox agent is ready
  *   await box.exec(['bash', '-c', 'make test']);                       // runs inside, with every restriction
+ *   spawnPty(box, ["tmux", "new-session", "-A", "-s", "main"], { cols, rows });   // a terminal, resizable
  *   await box.stats(); await box.setLimits(…); await box.stop(); await box.destroy();
  *
  * Each sandbox: its own uid (machine-wide reservation), the host's /usr and an allow-list of /etc
@@ -16,6 +17,7 @@ export * from './cgroups.js';
 export * from './forward.js';
 export * from './host.js';
 export * from './manager.js';
+export * from './pty.js';
 export * from './rootfs.js';
 export * from './sandbox.js';
 export * from './seccomp.js';

@@ -7,7 +7,7 @@ import { type Controller, listCgroupChildren } from './cgroups.js';
 import { checkHost, DEFAULT_TOOLS, type HostReport, type HostTools, SandboxUnavailableError } from './host.js';
 import { etcFiles, NODE_PATH_INSIDE } from './rootfs.js';
 import { Sandbox } from './sandbox.js';
-import { type SandboxSpec, type SandboxSpecInput, sandboxSpecSchema } from './spec.js';
+import { checkBinds, type SandboxSpec, type SandboxSpecInput, sandboxSpecSchema } from './spec.js';
 import { DEFAULT_REGISTRY_DIR, DEFAULT_UID_RANGE, type UidRange, UidRegistry } from './uids.js';
 
 export interface SandboxManagerOptions {
@@ -106,6 +106,10 @@ export class SandboxManager {
   get stateDir(): string {
     return this.deps.stateDir;
   }
+  /** The node binary as seen inside a sandbox (for a main command that is a Node program). */
+  get nodePath(): string {
+    return this.deps.nodePath;
+  }
   /** Per controller, the directory holding this manager's sandbox cgroups. */
   get cgroupParents(): Map<Controller, string> {
     return this.deps.host.cgroupParents;
@@ -138,6 +142,7 @@ export class SandboxManager {
           .replace(/-+$/, ''),
       mountAt: parsed.mountAt ?? `/home/${parsed.user}`,
     };
+    checkBinds(spec.binds, spec.mountAt);
     const names = new Set<string>();
     for (const forward of spec.forwards) {
       if (names.has(forward.name)) throw new Error(`forward ${forward.name} is listed twice`);

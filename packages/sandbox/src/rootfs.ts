@@ -4,7 +4,7 @@ import { existsSync, lstatSync, readlinkSync } from 'node:fs';
  * The sandbox's filesystem: the host's Debian userland read-only (`/usr` and the merged-usr links), a
  * short allow-list of harmless `/etc` entries, generated `passwd`/`group`/`hosts`/`hostname`, private tmpfs
  * for `/tmp`, `/run`, `/var/tmp` and `/dev/shm`, a fresh `/proc` (own pid namespace) and a minimal `/dev`.
- * The only writable host directory is the sandbox's own. Nothing else of the host is visible: no `/sys`,
+ * The only writable host directories are the sandbox's own and the binds its spec asks for. Nothing else of the host is visible: no `/sys`,
  * no `/home`, no host sockets.
  */
 
@@ -59,6 +59,8 @@ export interface RootfsPlan {
   /** Node binary as seen inside: the host path when it lies under /usr, else bound at `/run/sandbox/node`. */
   nodePath: string;
   env: Record<string, string>;
+  /** Extra host paths, mounted after the writable directory (validated by `bindSchema`/`checkBinds`). */
+  binds?: readonly { hostPath: string; at: string; readOnly: boolean }[];
   seccompFd: number;
   infoFd: number;
 }
@@ -129,6 +131,7 @@ export function bwrapArgs(plan: RootfsPlan): string[] {
   args.push('--ro-bind', plan.agentPath, AGENT_PATH_INSIDE);
   if (plan.nodePath === NODE_PATH_INSIDE) args.push('--ro-bind', process.execPath, NODE_PATH_INSIDE);
   args.push('--bind', plan.dataDir, plan.mountAt);
+  for (const bind of plan.binds ?? []) args.push(bind.readOnly ? '--ro-bind' : '--bind', bind.hostPath, bind.at);
   // Everything outside the tmpfs mounts and the sandbox's own directory is read-only, the root included.
   args.push('--remount-ro', '/');
   args.push('--chdir', plan.mountAt);

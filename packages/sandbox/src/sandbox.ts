@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { type Duplex, PassThrough, type Readable, Writable } from 'node:stream';
 import { CgroupSet, type Controller, type SandboxStats } from './cgroups.js';
 import { AgentChannel, type AgentMessage } from './channel.js';
@@ -32,6 +32,11 @@ export interface StartOptions {
   timeoutMs?: number;
   /** Host loopback port per forward for this run, overriding the spec's `tcpPort` (0: any free port). */
   tcpPorts?: Record<string, number>;
+  /**
+   * Extra environment of the main command for this run only: never written to disk and not seen by
+   * `exec`/`spawn` (for secrets such as API keys the caller keeps encrypted itself).
+   */
+  env?: Record<string, string>;
 }
 
 export interface StartResult {
@@ -174,6 +179,7 @@ export class Sandbox extends EventEmitter {
     const listeners: ListeningSocket[] = [];
     try {
       await this.removeRuntimeLeftovers();
+      await this.checkBindSources();
       await this.cgroups.create(this.ctx.spec.limits);
       await mkdir(join(this.ctx.dir, 'sock'), { recursive: true, mode: 0o700 });
       for (const forward of this.ctx.spec.forwards)
@@ -208,8 +214,11 @@ export class Sandbox extends EventEmitter {
           mode: f.target.kind,
           ...(f.target.kind === 'exec' ? { argv: f.target.argv } : {}),
           ...(f.target.kind === 'tcp' ? { port: f.target.port } : {}),
+          ...(f.target.kind === 'unix' ? { path: f.target.path } : {}),
         })),
-        ...(this.ctx.spec.command ? { main: { argv: this.ctx.spec.command } } : {}),
+        ...(this.ctx.spec.command
+          ? { main: { argv: this.ctx.spec.command, ...(options.env ? { env: options.env } : {}) } }
+          : {}),
         ...(options.before
           ? { before: this.execMessage(beforeId as string, options.before.argv, options.before) }
           : {}),
@@ -252,6 +261,24 @@ export class Sandbox extends EventEmitter {
     }
   }
 
+  /**
+   * bwrap mounts the binds as the sandbox's uid: each source must exist and every directory above it must
+   * let that uid pass. Said here, by name, rather than as bwrap's bare "Permission denied".
+   */
+  private async checkBindSources(): Promise<void> {
+    for (const bind of this.ctx.spec.binds) {
+      const info = await stat(bind.hostPath).catch(() => undefined);
+      if (!info) throw new Error(`bind source ${bind.hostPath} does not exist`);
+      for (let dir = dirname(bind.hostPath); ; dir = dirname(dir)) {
+        const d = await stat(dir);
+        const passable = d.uid === this.uid ? (d.mode & 0o100) !== 0 : (d.mode & 0o001) !== 0;
+        if (!passable)
+          throw new Error(`bind source ${bind.hostPath}: uid ${this.uid} cannot enter ${dir} (chmod o+x it)`);
+        if (dir === '/') break;
+      }
+    }
+  }
+
   private launch(listenerFds: number[]): ChildProcess {
     const { tools, spec, uid } = this.ctx;
     const keep = [0, 1, 2, FD_CONTROL, FD_SECCOMP, FD_INFO, ...listenerFds.map((_, i) => FD_FIRST_LISTENER + i)];
@@ -262,6 +289,7 @@ export class Sandbox extends EventEmitter {
       etcDir: join(this.ctx.dir, 'etc'),
       agentPath: this.ctx.agentPath,
       nodePath: this.ctx.nodePath,
+      binds: spec.binds,
       env: {
         PATH: '/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin',
         HOME: spec.mountAt,

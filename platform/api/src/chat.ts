@@ -59,6 +59,8 @@ export class ChatRelay {
       conversations: Conversations;
       runtimes: TenantRuntimes | null;
       log: Logger;
+      /** Told to the user when there are no runtimes (a configured backend failed to start). */
+      unavailableReason?: string;
     },
   ) {}
 
@@ -66,7 +68,8 @@ export class ChatRelay {
   async start(tenantId: string, input: ChatInput, signal: AbortSignal): Promise<AcceptedRun> {
     const runtimes = this.deps.runtimes;
     if (!runtimes) {
-      throw new AppError('runtime_unavailable', 'agent runtimes are not configured on this server', 503);
+      const reason = this.deps.unavailableReason ?? 'agent runtimes are not configured on this server';
+      throw new AppError('runtime_unavailable', reason, 503);
     }
     const store = new PlatformStore(this.deps.db);
     const credits = await store.findCredits(tenantId);

@@ -60,6 +60,18 @@ export const platformConfigSchema = z.object({
   OIDC_CLIENT_ID: z.string().optional(),
   OIDC_CLIENT_SECRET: z.string().optional(),
   OIDC_PROVIDER_NAME: z.string().default('Single sign-on'),
+  /** Where tenant runtimes run: bubblewrap sandboxes (default, needs root), Docker containers, or nowhere. */
+  TENANT_RUNTIME_BACKEND: z.enum(['sandbox', 'docker', 'none']).default('sandbox'),
+  /** Default limits of a tenant runtime. */
+  TENANT_MEMORY_MB: env.int(512, 64),
+  TENANT_CPUS: z.coerce.number().min(0.05).max(64).default(0.5),
+  TENANT_PIDS: env.int(256, 32),
+  /** How long chat waits for a runtime to become healthy. */
+  TENANT_START_TIMEOUT_SECONDS: env.int(30, 1),
+  /** The model runtimes use when a Hand names none (default: `demo` under `start --demo`, else the runtime's). */
+  TENANT_DEFAULT_MODEL: z.string().min(1).optional(),
+  /** Docker backend: the tenant image (built locally by deploy/tenant/build.sh when missing). */
+  TENANT_IMAGE: z.string().min(1).default('agentsquads/tenant:dev'),
   DEV_ADMIN_EMAIL: z.email().default('admin@agentsquads.local'),
   LOG_LEVEL: env.logLevel(),
   ...proxyConfigShape,

@@ -1,10 +1,12 @@
-import { listenOn, runMain, runUntilSignal } from '@agentstack/core';
+import { createLogger, listenOn, runMain, runUntilSignal } from '@agentstack/core';
 import { migrate } from '@agentstack/db';
 import { loadPlatformConfig } from './config.js';
 import { migrationsDir } from './db.js';
 import { NO_PROVIDER_MESSAGE } from './llm-proxy/providers/registry.js';
 import { ensureDemoModel, seedModels } from './models.js';
+import { createOrchestrator, type TenantOrchestrator } from './orchestrator/index.js';
 import { createPlatform } from './platform.js';
+import { resolveSecrets } from './secrets.js';
 import { ensureDevAdmin, seed } from './seed.js';
 
 async function applyMigrations(databaseUrl: string) {
@@ -14,8 +16,25 @@ async function applyMigrations(databaseUrl: string) {
 async function serve() {
   const config = loadPlatformConfig();
   await applyMigrations(config.DATABASE_URL);
-  const platform = await createPlatform(config);
-  const { log } = platform;
+  const log = createLogger({ name: 'platform-api', level: config.LOG_LEVEL });
+  let orchestrator: TenantOrchestrator | null = null;
+  let runtimesUnavailable: string | undefined;
+  try {
+    const { authSecret } = await resolveSecrets(config);
+    orchestrator = await createOrchestrator(config, { log, authSecret });
+  } catch (err) {
+    // The API still serves accounts and the LLM proxy; chat says why agents cannot run.
+    runtimesUnavailable = `the ${config.TENANT_RUNTIME_BACKEND} runtime backend cannot run here: ${(err as Error).message}`;
+    log.error({ backend: config.TENANT_RUNTIME_BACKEND }, runtimesUnavailable);
+  }
+  const defaultModel = config.TENANT_DEFAULT_MODEL ?? (config.DEMO_MODEL_URL ? 'demo' : undefined);
+  const platform = await createPlatform(config, {
+    log,
+    ...(orchestrator ? { orchestrator } : {}),
+    ...(runtimesUnavailable ? { runtimesUnavailable } : {}),
+    ...(defaultModel ? { runtimeEnv: { RUNTIME_DEFAULT_MODEL: defaultModel } } : {}),
+  });
+  if (orchestrator) log.info({ backend: orchestrator.backend }, 'tenant runtimes ready');
   // A first start gets the price list; later edits by admins are never overwritten.
   if ((await platform.store.countModels()) === 0) {
     log.info({ models: await seedModels(platform.store) }, 'seeded the models price list');

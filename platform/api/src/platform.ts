@@ -54,6 +54,8 @@ export interface PlatformOverrides {
   log?: Logger;
   /** The runtime backend; without one, sign-ups only log and chat answers 503. */
   orchestrator?: TenantOrchestrator;
+  /** Why there is no orchestrator, when one was configured but could not start (told to chat users). */
+  runtimesUnavailable?: string;
   /** Runtime env for every tenant (e.g. RUNTIME_DEFAULT_MODEL=demo). */
   runtimeEnv?: Record<string, string>;
   /** Replaces the requester entirely (tests of the account lifecycle). */
@@ -96,7 +98,13 @@ export async function createPlatform(config: PlatformConfig, overrides: Platform
     const serviceTokens = new ServiceTokens(secrets.serviceTokenKey, config.SERVICE_TOKEN_TTL_SECONDS);
     const lifecycle = new TenantLifecycle({ db, requester, tenantDataDir: config.tenantDataDir, log });
     const conversations = new Conversations(db);
-    const chat = new ChatRelay({ db, conversations, runtimes, log });
+    const chat = new ChatRelay({
+      db,
+      conversations,
+      runtimes,
+      log,
+      ...(overrides.runtimesUnavailable ? { unavailableReason: overrides.runtimesUnavailable } : {}),
+    });
     const app = createApp({ config, log, db, store, auth, serviceTokens, lifecycle, conversations, chat, runtimes });
 
     const settings = config.proxy;

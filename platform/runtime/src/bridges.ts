@@ -1,4 +1,5 @@
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
+import { listenRelay, type SocketRelay } from '@agentstack/core';
 import { z } from 'zod';
 
 /**
@@ -42,48 +43,21 @@ export interface RunningBridges {
 
 /** Listens on every bridge's loopback port and pipes each connection to its socket. */
 export async function startBridges(bridges: Bridge[]): Promise<RunningBridges> {
-  const servers: Server[] = [];
-  const open = new Set<Socket>();
+  const relays: SocketRelay[] = [];
+  const closeAll = () => Promise.all(relays.map((relay) => relay.close())).then(() => undefined);
   try {
-    for (const bridge of bridges) servers.push(await listenBridge(bridge, open));
+    for (const bridge of bridges) {
+      relays.push(
+        await listenRelay({ port: bridge.port, host: bridge.host }, () =>
+          connect({ path: bridge.socketPath, allowHalfOpen: true }),
+        ).catch((err: Error) => {
+          throw new Error(`RUNTIME_BRIDGES: cannot listen on ${bridge.host}:${bridge.port}: ${err.message}`);
+        }),
+      );
+    }
   } catch (err) {
-    await closeAll(servers, open);
+    await closeAll();
     throw err;
   }
-  return { close: () => closeAll(servers, open) };
-}
-
-function listenBridge(bridge: Bridge, open: Set<Socket>): Promise<Server> {
-  const server = createServer((client) => {
-    const upstream = connect(bridge.socketPath);
-    open.add(client).add(upstream);
-    // Either side ending or failing ends both: a half-open bridge would hang the caller.
-    const end = () => {
-      open.delete(client);
-      open.delete(upstream);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
-    client.pipe(upstream).pipe(client);
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', (err) =>
-      reject(new Error(`RUNTIME_BRIDGES: cannot listen on ${bridge.host}:${bridge.port}: ${err.message}`)),
-    );
-    server.listen(bridge.port, bridge.host, () => resolve(server));
-  });
-}
-
-async function closeAll(servers: Server[], open: Set<Socket>): Promise<void> {
-  for (const socket of open) socket.destroy();
-  await Promise.all(
-    servers.map(
-      (server) =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-        }),
-    ),
-  );
+  return { close: closeAll };
 }

@@ -1,7 +1,8 @@
 import { chmod, chown, mkdir, rm } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '@agentstack/core';
+import { type Logger, listenRelay, type SocketRelay } from '@agentstack/core';
 import { createEgressProxy, type EgressProxy, type EgressProxyOptions } from '@agentstack/egress';
 
 /** Where the gateway directory appears inside a tenant, and the loopback ports the runtime bridges there. */
@@ -35,10 +36,19 @@ export function gatewayRuntimeEnv(): Record<string, string> {
     HTTPS_PROXY: proxy,
     http_proxy: proxy,
     https_proxy: proxy,
-    // The two platform endpoints are reached directly (they are bridges, not the web).
-    NO_PROXY: `127.0.0.1:${INSIDE.llmPort},127.0.0.1:${INSIDE.platformPort}`,
-    no_proxy: `127.0.0.1:${INSIDE.llmPort},127.0.0.1:${INSIDE.platformPort}`,
+    // Loopback is reached directly: inside it holds only the bridges and the tenant's own servers (the
+    // proxy would refuse it anyway). By host, not host:port: curl ignores entries with a port.
+    NO_PROXY: '127.0.0.1,localhost,::1',
+    no_proxy: '127.0.0.1,localhost,::1',
   };
+}
+
+/** Every address of this machine's interfaces (what `deny` keeps tenants away from). */
+export function hostAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .map((a) => a?.address)
+    .filter((a): a is string => typeof a === 'string' && !a.includes('%'));
 }
 
 export interface TcpTarget {
@@ -65,9 +75,8 @@ export interface OpenGateway {
 
 interface Listeners {
   gateway: OpenGateway;
-  pipes: Server[];
+  pipes: SocketRelay[];
   egress: EgressProxy;
-  open: Set<Socket>;
 }
 
 /**
@@ -99,24 +108,33 @@ export class TenantGateway {
     await mkdir(dir, { mode: 0o700 });
     // The runtime (as the tenant) creates runtime.sock here, so the directory is the tenant's.
     await chown(dir, owner.uid, owner.gid);
-    const open = new Set<Socket>();
-    const pipes: Server[] = [];
-    const egress = createEgressProxy({ ...this.options.egress, log: this.options.log });
+    const pipes: SocketRelay[] = [];
+    // The host's own addresses are never a destination, even a public one: behind it are its services.
+    const deny = [...(this.options.egress?.deny ?? []), ...hostAddresses()];
+    const egress = createEgressProxy({ ...this.options.egress, deny, log: this.options.log });
     try {
-      pipes.push(await this.pipe(join(dir, 'llm.sock'), this.options.llmProxy, open));
-      pipes.push(await this.pipe(join(dir, 'platform.sock'), this.options.platformApi, open));
+      for (const [name, target] of [
+        ['llm.sock', this.options.llmProxy],
+        ['platform.sock', this.options.platformApi],
+      ] as const) {
+        pipes.push(
+          await listenRelay({ path: join(dir, name) }, () =>
+            connect({ port: target.port, host: target.host, allowHalfOpen: true }),
+          ),
+        );
+      }
       await egress.listen({ path: join(dir, 'egress.sock') });
       for (const name of ['llm.sock', 'platform.sock', 'egress.sock']) {
         await chown(join(dir, name), owner.uid, owner.gid);
         await chmod(join(dir, name), 0o600);
       }
     } catch (err) {
-      await closeListeners({ pipes, egress, open });
+      await closeListeners({ pipes, egress });
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
     const gateway = { dir, runtimeSocket: join(dir, 'runtime.sock') };
-    this.tenants.set(tenantId, { gateway, pipes, egress, open });
+    this.tenants.set(tenantId, { gateway, pipes, egress });
     return gateway;
   }
 
@@ -141,33 +159,8 @@ export class TenantGateway {
   async closeAll(): Promise<void> {
     await Promise.all([...this.tenants.keys()].map((id) => this.close(id)));
   }
-
-  private async pipe(path: string, target: TcpTarget, open: Set<Socket>): Promise<Server> {
-    const server = createServer((client) => {
-      const upstream = connect(target.port, target.host);
-      open.add(client).add(upstream);
-      const end = () => {
-        open.delete(client);
-        open.delete(upstream);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', end).on('close', end);
-      upstream.on('error', end).on('close', end);
-      client.pipe(upstream).pipe(client);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(path, () => resolve());
-    });
-    return server;
-  }
 }
 
-async function closeListeners({ pipes, egress, open }: Pick<Listeners, 'pipes' | 'egress' | 'open'>): Promise<void> {
-  for (const socket of open) socket.destroy();
-  await Promise.all([
-    ...pipes.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
-    egress.close().catch(() => undefined),
-  ]);
+async function closeListeners({ pipes, egress }: Pick<Listeners, 'pipes' | 'egress'>): Promise<void> {
+  await Promise.all([...pipes.map((relay) => relay.close()), egress.close().catch(() => undefined)]);
 }

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayRuntimeEnv, INSIDE, TenantGateway } from '../../src/orchestrator/gateway.js';
+import { gatewayRuntimeEnv, hostAddresses, INSIDE, TenantGateway } from '../../src/orchestrator/gateway.js';
 
 const quiet = { info() {}, warn() {} };
 
@@ -68,6 +68,12 @@ describe('TenantGateway', () => {
       `http://127.0.0.1:${(llm.address() as AddressInfo).port}/`,
     );
     expect(refused.status).toBe(403);
+    // Also on the host's other addresses, public or not (a public IP would lead to the same services).
+    for (const address of hostAddresses().filter((a) => !a.includes(':'))) {
+      const viaHostIp = await viaSocket(join(opened.dir, 'egress.sock'), `http://${address}:5432/`);
+      expect(viaHostIp.status, address).toBe(403);
+      expect(JSON.parse(viaHostIp.body).error.code, address).toBe('egress_denied');
+    }
     // Opening again is a no-op.
     expect(await gateway.open('ten_a', { uid: 4242, gid: 4242 })).toEqual(opened);
   });

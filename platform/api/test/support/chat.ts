@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { createLogger, freePort, listenOn, newId, type RunningServer } from '@agentstack/core';
+import { freePort, listenOn, newId, type RunningServer } from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import type { LLMock } from '@copilotkit/aimock';
 import { loadPlatformConfig, type PlatformConfig } from '../../src/config.js';
@@ -11,7 +10,7 @@ import { migrationsDir, type PlatformDB } from '../../src/db.js';
 import type { TenantOrchestrator } from '../../src/orchestrator/types.js';
 import { createPlatform, type Platform } from '../../src/platform.js';
 import { PlatformStore } from '../../src/store.js';
-import { Browser, freshIp } from './helpers.js';
+import { Browser, captureLog, freshIp } from './helpers.js';
 import { PROVIDER_KEYS, startAimock, TEST_MODELS, usageFor } from './proxy.js';
 
 export const CHAT_MODEL = 'test-openai';
@@ -116,17 +115,7 @@ export async function startChatTestbed(
     LOG_LEVEL: 'info',
     ...options.env,
   });
-  const lines: string[] = [];
-  const log = createLogger({
-    name: 'platform-api',
-    level: 'info',
-    destination: new Writable({
-      write(chunk, _enc, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    }),
-  });
+  const { log, text: logText } = captureLog();
   const orchestrator = await makeOrchestrator({
     tenantDataDir: config.tenantDataDir,
     dataDir,
@@ -153,7 +142,7 @@ export async function startChatTestbed(
     proxy,
     dataDir,
     tenantDataDir: config.tenantDataDir,
-    logText: () => lines.join(''),
+    logText,
     browser: () => new Browser(api.url, freshIp()),
     async stop() {
       await api.close();

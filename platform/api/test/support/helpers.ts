@@ -55,6 +55,18 @@ export interface TestPlatform {
   stop(): Promise<void>;
 }
 
+/** A logger that writes into memory, so a test can read what was logged (and check no secret was). */
+export function captureLog(): { log: ReturnType<typeof createLogger>; text(): string; lines: string[] } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(chunk.toString());
+      done();
+    },
+  });
+  return { log: createLogger({ name: 'platform-api', level: 'info', destination }), text: () => lines.join(''), lines };
+}
+
 let nextIp = 1;
 /** A fresh client address for each browser (loopback is a trusted proxy, so X-Forwarded-For is believed). */
 export const freshIp = () => {
@@ -84,14 +96,7 @@ export async function startTestPlatform(
     LOG_LEVEL: 'info',
     ...env,
   });
-  const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(chunk.toString());
-      done();
-    },
-  });
-  const log = createLogger({ name: 'platform-api', level: 'info', destination });
+  const { log, lines } = captureLog();
   const requester = new RecordingRequester();
   const platform = await createPlatform(config, { log, requester });
   const server = await listenOn(platform.app, { port });

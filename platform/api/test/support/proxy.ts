@@ -2,8 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { createLogger, freePort, listenOn, newId, type RunningServer } from '@agentstack/core';
+import { freePort, listenOn, newId, type RunningServer } from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import { LLMock } from '@copilotkit/aimock';
 import OpenAI from 'openai';
@@ -12,7 +11,7 @@ import { loadPlatformConfig } from '../../src/config.js';
 import { migrationsDir, type PlatformDB } from '../../src/db.js';
 import { createPlatform, type Platform } from '../../src/platform.js';
 import { type LedgerRow, type ModelRow, PlatformStore } from '../../src/store.js';
-import { RecordingRequester } from './helpers.js';
+import { captureLog, RecordingRequester } from './helpers.js';
 
 /** One aimock server speaking every provider's wire format (OpenAI, Anthropic, Gemini) on one port. */
 /** The provider keys the testbed configures; aimock refuses any other (so a test proves which key went out). */
@@ -129,17 +128,7 @@ export async function startProxyTestbed(
       : {}),
     ...options.env,
   });
-  const lines: string[] = [];
-  const log = createLogger({
-    name: 'platform-api',
-    level: 'info',
-    destination: new Writable({
-      write(chunk, _enc, done) {
-        lines.push(chunk.toString());
-        done();
-      },
-    }),
-  });
+  const { log, text: logText } = captureLog();
   const platform = await createPlatform(config, { log, requester: new RecordingRequester() });
   const store = new PlatformStore(database.db);
   for (const model of options.models ?? TEST_MODELS) await store.insertModelIfMissing({ id: newId('mdl'), ...model });
@@ -153,7 +142,7 @@ export async function startProxyTestbed(
     server,
     url: server.url,
     baseURL: `${server.url}/v1`,
-    logText: () => lines.join(''),
+    logText,
     async tenant(creditMicros) {
       const userId = newId('usr');
       await database.db
