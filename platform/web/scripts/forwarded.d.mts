@@ -1,5 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 
-export function trustedProxies(list: string | undefined): Set<string>;
-export function clientAddress(peer: string | undefined, forwardedFor: string | undefined, trusted: Set<string>): string;
-export function setForwardedHeaders(req: IncomingMessage, trusted: Set<string>): void;
+export interface Trusted {
+  has(address: string): boolean;
+}
+export function trustedProxies(list: string | undefined): Trusted;
+export function clientAddress(peer: string | undefined, forwardedFor: string | undefined, trusted: Trusted): string;
+export function setForwardedHeaders(req: IncomingMessage, trusted: Trusted): void;

@@ -2,18 +2,25 @@
 // the platform API believes this app's X-Forwarded-For (rate limits and sessions key on it), so a header a
 // client made up must never get through. Only the peers listed in WEB_TRUSTED_PROXIES (a load balancer in
 // front) may tell us the client address; the right-most address they did not add is the client.
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 
 const normalize = (address) => (address ?? '').trim().replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
 
-/** `WEB_TRUSTED_PROXIES` (comma-separated addresses) as a set. */
+/** `WEB_TRUSTED_PROXIES`: comma-separated addresses and CIDR ranges (`10.0.0.5`, `172.28.0.0/24`, `fd00::/8`). */
 export function trustedProxies(list) {
-  return new Set(
-    (list ?? '')
-      .split(',')
-      .map((s) => normalize(s))
-      .filter(Boolean),
-  );
+  const blocks = new BlockList();
+  for (const entry of (list ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
+    const [address, bits] = entry.split('/');
+    const ip = normalize(address);
+    const family = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+    if (isIP(ip) === 0) throw new Error(`WEB_TRUSTED_PROXIES: ${entry} is not an address or CIDR range`);
+    if (bits === undefined) blocks.addAddress(ip, family);
+    else blocks.addSubnet(ip, Number(bits), family);
+  }
+  return { has: (address) => isIP(address) !== 0 && blocks.check(address, isIP(address) === 6 ? 'ipv6' : 'ipv4') };
 }
 
 /** The client address of a request from `peer` carrying `forwardedFor` (the X-Forwarded-For value, if any). */

@@ -17,6 +17,14 @@ describe('X-Forwarded-For set by the production server', () => {
     expect(clientAddress('10.0.0.5', 'garbage', lb)).toBe('10.0.0.5');
   });
 
+  it('takes CIDR ranges (a compose network) and refuses nonsense', () => {
+    const subnet = trustedProxies('172.28.0.0/24, fd00::/8');
+    expect(clientAddress('172.28.0.1', '198.51.100.9', subnet)).toBe('198.51.100.9');
+    expect(clientAddress('fd00::1', '198.51.100.9', subnet)).toBe('198.51.100.9');
+    expect(clientAddress('172.29.0.1', '198.51.100.9', subnet)).toBe('172.29.0.1');
+    expect(() => trustedProxies('example.com')).toThrow('WEB_TRUSTED_PROXIES');
+  });
+
   it('rewrites the request headers, dropping forwarded host and scheme from untrusted peers', () => {
     const req = {
       socket: { remoteAddress: '203.0.113.7' },
