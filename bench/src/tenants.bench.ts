@@ -189,7 +189,7 @@ export async function main() {
       return { pss: median(perTenant.map((m) => m.pss)), cgroup: median(perTenant.map((m) => m.cgroup)) };
     };
     const memory = { sandbox: await fleet(sandboxBackend), docker: await fleet(dockerBackend) };
-    const fit = (bytes: number) => Math.floor(available / bytes);
+    const tenantsFitting = (bytes: number) => Math.floor(available / bytes);
     const p = percentile;
     const figure = (label: string, ours: number, peer: number, unit: string) => ({
       label,
@@ -200,7 +200,7 @@ export async function main() {
     });
     const verdict = (ms: number) => `${(ms / 1000).toFixed(2)} s (${ms < SEED_HEALTHY_MS ? 'met' : 'missed'})`;
     const capacity = (name: string, m: { pss: number; cgroup: number }) =>
-      `${name}: ${(m.pss / MiB).toFixed(1)} MiB per idle tenant (PSS of its processes${name.startsWith('Docker') ? ' + containerd shim' : ''}; cgroup ${(m.cgroup / MiB).toFixed(1)} MiB with page cache) → ≈ ${fit(m.pss)} idle tenants fit in the ${(available / MiB / 1024).toFixed(1)} GiB available (seed: ${SEED_TENANTS}, ${fit(m.pss) >= SEED_TENANTS ? 'met' : 'missed'})`;
+      `${name}: ${(m.pss / MiB).toFixed(1)} MiB per idle tenant (PSS of its processes${name.startsWith('Docker') ? ' + containerd shim' : ''}; cgroup ${(m.cgroup / MiB).toFixed(1)} MiB with page cache) → ≈ ${tenantsFitting(m.pss)} idle tenants fit in the ${(available / MiB / 1024).toFixed(1)} GiB available (seed: ${SEED_TENANTS}, ${tenantsFitting(m.pss) >= SEED_TENANTS ? 'met' : 'missed'})`;
     const notes = [
       `Seed: healthy within ${SEED_HEALTHY_MS / 1000} s — p99 sandbox ${verdict(p(samples.sandbox.ready, 99))}, Docker ${verdict(p(samples.docker.ready, 99))}; ${iterations} tenants each, one after another.`,
       `${fleetSize} idle tenants at once per backend. ${capacity('sandbox backend', memory.sandbox)}; ${capacity('Docker backend', memory.docker)}; ${Math.floor(available / (512 * MiB))} if every tenant used its whole 512 MiB limit.`,

@@ -77,10 +77,11 @@ if [ "${1:-}" = "--size" ]; then
 fi
 # Keep the three newest content-tagged builds of this script; older ones go unless a container uses them.
 docker image ls --filter label=org.agentsquads.content --format '{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}' |
-  grep -P '\tagentsquads/tenant:[0-9a-f]{16}$' | sort -r | tail -n +4 | cut -f2 |
+  { grep -P '\tagentsquads/tenant:[0-9a-f]{16}$' || true; } | sort -r | tail -n +4 | cut -f2 |
   while read -r old; do [ "$old" = "$tagged" ] || docker rmi "$old" >/dev/null 2>&1 || true; done
 # Older bases go once no kept build uses them (docker refuses while one does).
-docker image ls agentsquads/tenant-base --format '{{.Repository}}:{{.Tag}}' | grep -v -x "$base" |
+# (`|| true`: grep finding nothing must not fail the build under pipefail.)
+docker image ls agentsquads/tenant-base --format '{{.Repository}}:{{.Tag}}' | { grep -v -x "$base" || true; } |
   while read -r old; do docker rmi "$old" >/dev/null 2>&1 || true; done
 # The immutable tag: callers (tests, benches, the platform) use it, so a concurrent build elsewhere that
 # moves $image does not change what they run.

@@ -78,7 +78,7 @@ export function registerChatRoutes(
 
   app.get('/api/runtime', tenantCallers, async (c) => {
     if (!deps.runtimes) {
-      return c.json({ state: 'none', backend: null, runtimeId: null, message: 'agent runtimes are not configured' });
+      return c.json({ state: 'none', backend: null, runtimeId: null, message: deps.chat.unavailableReason });
     }
     const status = await deps.runtimes.status(c.get('tenant').id);
     return c.json({
@@ -91,7 +91,7 @@ export function registerChatRoutes(
 
   app.post('/api/files', tenantCallers, uploadLimit(), async (c) => {
     const runtimes = deps.runtimes;
-    if (!runtimes) throw new AppError('runtime_unavailable', 'agent runtimes are not configured on this server', 503);
+    if (!runtimes) throw new AppError('runtime_unavailable', deps.chat.unavailableReason, 503);
     const form = await c.req.parseBody().catch(() => {
       throw new AppError('invalid_request', 'body: expected multipart/form-data with a file field', 400, {
         field: 'body.file',

@@ -64,12 +64,16 @@ export class ChatRelay {
     },
   ) {}
 
+  /** Why chat cannot run here, when there are no runtimes. */
+  get unavailableReason(): string {
+    return this.deps.unavailableReason ?? 'agent runtimes are not configured on this server';
+  }
+
   /** Checks everything that can be refused before a stream starts (402, 404, 409, 503), then starts. */
   async start(tenantId: string, input: ChatInput, signal: AbortSignal): Promise<AcceptedRun> {
     const runtimes = this.deps.runtimes;
     if (!runtimes) {
-      const reason = this.deps.unavailableReason ?? 'agent runtimes are not configured on this server';
-      throw new AppError('runtime_unavailable', reason, 503);
+      throw new AppError('runtime_unavailable', this.unavailableReason, 503);
     }
     const store = new PlatformStore(this.deps.db);
     const credits = await store.findCredits(tenantId);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureRuntimeBundle, HANDS_DIR } from '@agentsquads/runtime/bundle';
 import { createSecretBox, waitFor } from '@agentstack/core';
@@ -75,6 +75,9 @@ describe('chat with a sandboxed tenant runtime', () => {
     const workspace = tenantWorkspaceDir(tb.tenantDataDir, tenant.id);
     expect(readFileSync(join(workspace, 'scripts/fib.sh'), 'utf8')).toBe(FIB_SCRIPT);
     expect(readFileSync(join(workspace, 'out/fib.txt'), 'utf8')).toBe('0 1 1 2 3 5 8 13 21 34 \n');
+    const owner = statSync(join(workspace, 'out/fib.txt')).uid;
+    expect(owner).toBeGreaterThanOrEqual(2_000_000);
+    expect((await orchestrator.exec(tenant.id, ['id', '-u'])).stdout.trim()).toBe(String(owner));
 
     const conversationId = events[0]!.conversationId as string;
     const page = (await (await browser.fetch(`/api/conversations/${conversationId}/messages`)).json()) as {

@@ -38,11 +38,12 @@ export async function createOrchestrator(
   });
   const limits = configuredLimits(config);
   if (config.TENANT_RUNTIME_BACKEND === 'docker') {
-    await ensureTenantImage({ image: config.TENANT_IMAGE });
+    // The content-hash tag of this build: another build moving TENANT_IMAGE never swaps it under us.
+    const image = await ensureTenantImage({ image: config.TENANT_IMAGE });
     return new DockerOrchestrator({
       tenantDataDir: config.tenantDataDir,
       gateway,
-      image: config.TENANT_IMAGE,
+      image,
       limits,
       log: log.child({ component: 'orchestrator' }),
     });

@@ -430,13 +430,10 @@ export class SandboxOrchestrator implements TenantOrchestrator {
     const path = workspaceRelativePath(relativePath);
     const tenant = await this.require(tenantId);
     if (tenant.sandbox.status === 'running') {
-      const result = await tenant.sandbox.exec(
+      const result = await streamInto(
+        tenant.sandbox,
         ['/bin/sh', '-c', WRITE_INSIDE_SCRIPT, 'write', `${SANDBOX_INSIDE.workspace}/${path}`],
-        {
-          stdin: Buffer.from(data.buffer, data.byteOffset, data.byteLength),
-          timeoutMs: 60_000,
-          cwd: SANDBOX_INSIDE.workspace,
-        },
+        data,
       );
       if (result.exitCode === 3) throw outsideWorkspace(path);
       if (result.exitCode !== 0) {
@@ -470,6 +467,33 @@ export class SandboxOrchestrator implements TenantOrchestrator {
       ),
     );
   }
+}
+
+/**
+ * Runs `argv` inside with `data` on its stdin in 256 KiB pieces: one exec message holding a whole upload
+ * would have the in-sandbox agent (48 MB heap) parse it at once.
+ */
+async function streamInto(
+  sandbox: Sandbox,
+  argv: string[],
+  data: Uint8Array,
+): Promise<{ exitCode: number | null; stderr: string }> {
+  const proc = sandbox.spawn(argv, { cwd: SANDBOX_INSIDE.workspace, timeoutMs: 120_000 });
+  let stderr = '';
+  proc.stderr.on('data', (chunk: Buffer) => {
+    stderr = (stderr + chunk.toString()).slice(-2_000);
+  });
+  proc.stdout.resume();
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const PIECE = 256 * 1024;
+  for (let at = 0; at < bytes.length; at += PIECE) {
+    await new Promise<void>((resolve, reject) =>
+      proc.stdin.write(bytes.subarray(at, at + PIECE), (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  proc.stdin.end();
+  const { code } = await proc.exited;
+  return { exitCode: code, stderr };
 }
 
 const lastLines = (text: string) => text.trim().split('\n').slice(-3).join(' | ').slice(-500);

@@ -5,13 +5,13 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureRuntimeBundle, HANDS_DIR } from '@agentsquads/runtime/bundle';
 import { createSecretBox } from '@agentstack/core';
 import { processesOfUid } from '@agentstack/sandbox';
 import { createTestSandboxManager } from '@agentstack/sandbox/testing';
 import { TenantGateway } from '../../src/orchestrator/gateway.js';
 import { SandboxOrchestrator } from '../../src/orchestrator/sandbox.js';
 import type { TenantLimits } from '../../src/orchestrator/types.js';
-import { ensureRuntimeBundle, HANDS_DIR } from './runtime-bundle.js';
 
 const quiet = { info() {}, warn() {} };
 
@@ -48,7 +48,7 @@ export interface SandboxBackend {
 
 /** The sandbox backend over temporary directories, with real gateway sockets leading to stand-in endpoints. */
 export async function createSandboxBackend(options: { limits?: TenantLimits } = {}): Promise<SandboxBackend> {
-  const runtimeBundle = ensureRuntimeBundle();
+  const runtimeBundle = await ensureRuntimeBundle();
   const root = await mkdtemp(join(tmpdir(), 'orchestrator-sandbox-'));
   // Tenant uids must pass through to their workspace and gateway directories.
   await chmod(root, 0o711);

@@ -1,5 +1,7 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { newId, waitFor } from '@agentstack/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -233,6 +235,59 @@ describe('SandboxOrchestrator: terminal, limits, crashes', () => {
     });
     expect((await orchestrator.status(tenantId)).state).not.toBe('running');
     await orchestrator.destroy(tenantId);
+  });
+
+  it('writes a 10 MiB upload into the workspace, running or stopped, byte for byte', async () => {
+    const { orchestrator } = backend;
+    const tenantId = newId('ten');
+    await orchestrator.create({ tenantId, apiKey });
+    const data = randomBytes(10 * 1024 * 1024);
+    const digest = createHash('sha256').update(data).digest('hex');
+    await orchestrator.writeWorkspaceFile(tenantId, 'uploads/stopped.bin', data);
+    await orchestrator.start(tenantId);
+    const t0 = Date.now();
+    await orchestrator.writeWorkspaceFile(tenantId, 'uploads/running.bin', data);
+    console.log(`10 MiB written inside a running sandbox in ${Date.now() - t0} ms`);
+    const sums = await orchestrator.exec(tenantId, ['/bin/sh', '-c', 'sha256sum uploads/*.bin | cut -c1-64']);
+    expect(sums.stdout).toBe(`${digest}\n${digest}\n`);
+    await orchestrator.destroy(tenantId);
+  });
+
+  it("a tenant cannot point the platform's connection to its runtime elsewhere (symlink swap of runtime.sock)", async () => {
+    const { orchestrator } = backend;
+    const [a, b] = [newId('ten'), newId('ten')];
+    for (const t of [a, b]) {
+      await orchestrator.create({ tenantId: t, apiKey });
+      await orchestrator.start(t);
+    }
+    // A replaces its runtime.sock with a link to B's (the host path of B's gateway is easy to guess).
+    const bSocket = join(backend.root, 'gateways', b, 'runtime.sock');
+    expect(existsSync(bSocket)).toBe(true);
+    await orchestrator.exec(a, [
+      '/bin/sh',
+      '-c',
+      `mv /run/agentsquads/runtime.sock /run/agentsquads/real.sock && ln -s ${bSocket} /run/agentsquads/runtime.sock`,
+    ]);
+    // A fresh connection (no pooled keep-alive) to A's endpoint never reaches B: the link is followed
+    // inside A's sandbox, as A, where B's path does not exist.
+    const { socketPath } = await orchestrator.runtimeEndpoint(a);
+    const answer = await new Promise<string>((resolve) => {
+      const req = request({ socketPath, path: '/health', agent: false, timeout: 10_000 }, (res) => {
+        let body = '';
+        res.on('data', (chunk: Buffer) => {
+          body += chunk.toString();
+        });
+        res.on('end', () => resolve(body));
+      });
+      req.on('error', (err) => resolve(`error: ${err.message}`));
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.end();
+    });
+    expect(answer).not.toContain(b);
+    expect(answer).toMatch(/^error/);
+    expect((await orchestrator.status(a)).healthy).toBe(false);
+    expect((await orchestrator.status(b)).healthy).toBe(true);
+    for (const t of [a, b]) await orchestrator.destroy(t);
   });
 
   it('refuses tenant ids that are not ids', async () => {
