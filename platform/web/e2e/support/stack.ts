@@ -37,18 +37,20 @@ export async function startWebStack(extraEnv: Record<string, string> = {}): Prom
   env.LOG_LEVEL = 'warn';
   delete env.PLATFORM_PUBLIC_URL;
   Object.assign(env, extraEnv);
-  const stack = await startStack({
-    dataDir,
-    demo: true,
-    only: WEB_SERVICES,
-    env,
-    say: (line) => console.log(line),
-  });
+  let stack: RunningStack;
+  try {
+    stack = await startStack({ dataDir, demo: true, only: WEB_SERVICES, env, say: (line) => console.log(line) });
+  } catch (err) {
+    // startStack stopped whatever it had started; the data directory is ours to remove.
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const web = stack.endpoints.services.web?.url;
   const api = stack.endpoints.services['platform-api']?.url;
   const proxyPort = stack.endpoints.services['platform-api']?.ports?.['llm-proxy'];
   if (!web || !api || !proxyPort) {
     await stack.stop();
+    await rm(dataDir, { recursive: true, force: true });
     throw new Error(`the stack did not start the web app and the platform API: ${JSON.stringify(stack.endpoints)}`);
   }
   return {
