@@ -4,6 +4,7 @@
 // unchanged sources starts in a second or two; after an edit it rebuilds once (20–60 s on a small machine).
 // It is `next start` plus one thing: X-Forwarded-For is set from the connection (see forwarded.mjs).
 //   node scripts/serve.mjs [--port 3000] [--host 127.0.0.1]
+//   node scripts/serve.mjs --build-only      (build if needed and exit: an image build step)
 //   WEB_MODE=dev → `next dev` instead (no build; pages compile on first request).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -19,6 +20,7 @@ const { values } = parseArgs({
   options: {
     port: { type: 'string', default: process.env.WEB_PORT ?? '3000' },
     host: { type: 'string', default: process.env.WEB_HOST ?? '127.0.0.1' },
+    'build-only': { type: 'boolean', default: false },
   },
 });
 const next = join(dir, 'node_modules', 'next', 'dist', 'bin', 'next');
@@ -102,6 +104,7 @@ if (mode === 'dev') {
     writeFileSync(hashFile, wanted);
     console.log(`web: built in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   });
+  if (values['build-only']) process.exit(0);
   await serveProduction(values.host, Number(values.port));
 }
 
