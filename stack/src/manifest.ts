@@ -35,6 +35,8 @@ const manifestSchema = z.object({
   when: z.enum(['always', 'demo']).default('always'),
   /** The command line to run instead of `tsx <main> serve` (e.g. a web server), with `{port}` substituted. */
   command: z.array(z.string()).optional(),
+  /** How long `start` waits for the health route (a web app may build first). */
+  startTimeoutMs: z.number().int().positive().default(90_000),
   /** Environment variable names the service needs from the platform (URLs of other services are always given). */
   env: z.record(z.string(), z.string()).default({}),
 });

@@ -237,7 +237,11 @@ async function launchService(
           const res = await fetch(`${url}${service.health}`, { signal: AbortSignal.timeout(2_000) });
           return res.ok;
         },
-        { timeoutMs: 90_000, intervalMs: 150, what: `${service.service} health at ${url}${service.health}` },
+        {
+          timeoutMs: service.startTimeoutMs,
+          intervalMs: 150,
+          what: `${service.service} health at ${url}${service.health}`,
+        },
       ),
       proc.exited.then((code) => {
         throw new Error(`${service.service} exited during start (code ${code})`);

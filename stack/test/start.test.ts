@@ -55,7 +55,7 @@ describe('start (the CLI, as a newcomer runs it)', () => {
           // The summary is printed after the endpoints file is written.
           return existsSync(endpointsFile) && proc.output().includes('Ctrl-C stops everything');
         },
-        { timeoutMs: 240_000, what: 'endpoints.json' },
+        { timeoutMs: 480_000, what: 'endpoints.json' },
       );
     } catch (err) {
       throw new Error(`${(err as Error).message}\n${proc.output()}`);
@@ -77,6 +77,10 @@ describe('start (the CLI, as a newcomer runs it)', () => {
     expect(await wallet.json()).toMatchObject({ status: 'ok', chain: 'devnet' });
     const platformApi = endpoints.services['platform-api'];
     expect((await fetch(`${platformApi?.url}/api/health`)).status).toBe(200);
+    // The web app runs after the platform API and proxies /api/* to it.
+    const web = endpoints.services.web?.url;
+    expect(await (await fetch(`${web}/healthz`)).json()).toMatchObject({ status: 'ok', service: 'web' });
+    expect((await fetch(`${web}/api/health`)).status).toBe(200);
     // The LLM proxy is served by the platform API on its own port, and printed with it.
     const proxyPort = platformApi?.ports?.['llm-proxy'];
     expect(proxyPort).toBeGreaterThan(0);
