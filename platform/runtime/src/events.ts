@@ -154,10 +154,10 @@ export function formatSseEvent(event: ChatEvent): string {
 }
 
 /**
- * Reads a runtime SSE response body into typed events. Works on any `ReadableStream<Uint8Array>` (fetch in
- * Node and browsers). Comment lines (keep-alives) are skipped; a frame that does not parse is an error.
+ * Reads a Server-Sent Events body into the JSON of each `data:` frame (comments such as `: keep-alive` are
+ * skipped). Works in browsers and Node. The caller validates the shape.
  */
-export async function* readChatEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<ChatEvent> {
+export async function* readSseJson(body: ReadableStream<Uint8Array>): AsyncGenerator<unknown> {
   const decoder = new TextDecoder();
   const reader = body.getReader();
   let buffer = '';
@@ -167,6 +167,7 @@ export async function* readChatEvents(body: ReadableStream<Uint8Array>): AsyncGe
       const { value, done } = await reader.read();
       finished = done;
       buffer += decoder.decode(value, { stream: !done });
+      buffer = buffer.replace(/\r\n?/g, '\n');
       let boundary = buffer.indexOf('\n\n');
       while (boundary !== -1) {
         const frame = buffer.slice(0, boundary);
@@ -176,14 +177,26 @@ export async function* readChatEvents(body: ReadableStream<Uint8Array>): AsyncGe
           .filter((line) => line.startsWith('data:'))
           .map((line) => line.slice(line.startsWith('data: ') ? 6 : 5))
           .join('\n');
-        if (data) yield chatEventSchema.parse(JSON.parse(data));
+        if (data) yield JSON.parse(data);
         boundary = buffer.indexOf('\n\n');
       }
-      if (done) return;
+      if (done) {
+        const rest = buffer.trim();
+        if (rest.startsWith('data:')) yield JSON.parse(rest.slice(5).trim());
+        return;
+      }
     }
   } finally {
-    // A consumer that stops early hangs up, which stops the run on the runtime.
     if (!finished) await reader.cancel().catch(() => undefined);
     reader.releaseLock();
   }
+}
+
+/**
+ * Reads a runtime SSE response body into typed events. Works on any `ReadableStream<Uint8Array>` (fetch in
+ * Node and browsers). Comment lines (keep-alives) are skipped; a frame that does not parse is an error.
+ * A consumer that stops early hangs up, which stops the run on the runtime.
+ */
+export async function* readChatEvents(body: ReadableStream<Uint8Array>): AsyncGenerator<ChatEvent> {
+  for await (const data of readSseJson(body)) yield chatEventSchema.parse(data);
 }

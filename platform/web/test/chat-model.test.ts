@@ -1,7 +1,7 @@
+import { readSseJson } from '@agentsquads/runtime/events';
 import { describe, expect, it } from 'vitest';
 import { asChatEvent, errorMessage } from '../src/lib/chat-events';
 import { type AssistantItem, applyEvent, blockText, itemsFromHistory } from '../src/lib/chat-model';
-import { readSseJson } from '../src/lib/sse';
 
 describe('itemsFromHistory', () => {
   it('folds assistant and tool messages of one turn into one block, tool results matched by id', () => {

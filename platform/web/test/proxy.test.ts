@@ -1,8 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readSseJson } from '@agentsquads/runtime/events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { proxyRequest, upstreamHeaders } from '../src/lib/proxy';
-import { readSseJson } from '../src/lib/sse';
 
 /** A real HTTP server standing in for the platform API's wire behaviour (the e2e runs the real one). */
 let server: Server;

@@ -1,12 +1,12 @@
 'use client';
 
+import { readSseJson } from '@agentsquads/runtime/events';
 import { type ChangeEvent, type KeyboardEvent, useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { useDashboard } from '@/components/dashboard/context';
 import { asChatEvent, errorMessage } from '@/lib/chat-events';
 import { type AssistantItem, applyEvent, type ChatItem, itemsFromHistory, type StoredMessage } from '@/lib/chat-model';
 import { parseMicros } from '@/lib/money';
 import type { ConversationSummary } from '@/lib/server-api';
-import { readSseJson } from '@/lib/sse';
 import { AssistantMessage, CreditsExhausted, PaperclipIcon, UserMessage } from './message-views';
 
 interface Attachment {
