@@ -57,6 +57,8 @@ async function serve() {
   if (providers.length === 0 && !platform.providers.demo) log.warn(NO_PROVIDER_MESSAGE);
   else log.info({ providers, demo: platform.providers.demo }, 'LLM providers configured');
   platform.startBackground();
+  // Runtimes end with the process that ran them: bring back those of active tenants, a few at a time.
+  void platform.runtimes?.resumeAll();
   const proxyServer = await listenOn(platform.proxyApp, {
     port: config.LLM_PROXY_PORT,
     hostname: config.LLM_PROXY_HOST,

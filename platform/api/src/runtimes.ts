@@ -92,6 +92,27 @@ export class TenantRuntimes implements TenantRuntimeRequester {
     return this.deps.orchestrator.runtimeEndpoint(tenantId);
   }
 
+  /**
+   * Starts the runtimes of every active tenant that had one (a platform restart ends them all), a few at a
+   * time and most recently active first, in the background; failures are logged and retried on first use.
+   */
+  async resumeAll({ concurrency = 4 }: { concurrency?: number } = {}): Promise<{ started: number; failed: number }> {
+    const queue = await new PlatformStore(this.deps.db).activeTenantsWithRuntime();
+    let started = 0;
+    let failed = 0;
+    const worker = async () => {
+      for (let tenantId = queue.shift(); tenantId; tenantId = queue.shift()) {
+        await this.ensureRunning(tenantId).then(
+          () => started++,
+          () => failed++,
+        );
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+    if (started || failed) this.deps.log.info({ started, failed }, 'tenant runtimes resumed');
+    return { started, failed };
+  }
+
   async writeWorkspaceFile(tenantId: string, relativePath: string, data: Uint8Array): Promise<void> {
     if ((await this.deps.orchestrator.status(tenantId)).state === 'missing') {
       await this.ensureRunning(tenantId);

@@ -109,6 +109,18 @@ export class PlatformStore {
   }
 
   /** Tenants with their user's email, newest first, for the admin list. */
+  /** Active tenants that had a runtime: what a restarted platform starts again. */
+  async activeTenantsWithRuntime(): Promise<string[]> {
+    const rows = await this.db
+      .selectFrom('tenants')
+      .select('id')
+      .where('status', '=', 'active')
+      .where('runtime_id', 'is not', null)
+      .orderBy('updated_at', 'desc')
+      .execute();
+    return rows.map((row) => row.id);
+  }
+
   listTenants({
     status,
     limit,

@@ -233,6 +233,26 @@ describe('POST /api/chat', () => {
   });
 });
 
+describe('after a platform restart', () => {
+  it('resumeAll starts the runtimes of active tenants again, not of suspended ones', async () => {
+    const active = await signUp();
+    const suspended = await signUp();
+    for (const t of [active, suspended]) {
+      await waitFor(async () => (await tb.platform.runtimes!.status(t.tenantId)).state === 'running', {
+        timeoutMs: 30_000,
+      });
+    }
+    await tb.platform.lifecycle.suspend(suspended.tenantId, { reason: 'test', by: 'test' });
+    await waitFor(async () => (await orchestrator.status(suspended.tenantId)).state === 'stopped');
+    // A restart ends every runtime.
+    await orchestrator.crash(active.tenantId);
+    const { started } = await tb.platform.runtimes!.resumeAll();
+    expect(started).toBeGreaterThanOrEqual(1);
+    expect((await orchestrator.status(active.tenantId)).state).toBe('running');
+    expect((await orchestrator.status(suspended.tenantId)).state).toBe('stopped');
+  });
+});
+
 describe('POST /api/files', () => {
   it('stores an upload in the workspace under a safe, unique name, and the agent gets it as an attachment', async () => {
     const { browser, tenantId } = await signUp();

@@ -67,14 +67,22 @@ export class ProcessOrchestrator implements TenantOrchestrator {
     });
     const client = createRuntimeClient({ socketPath: tenant.socketPath, token: tenant.token });
     try {
-      await waitFor(
-        () =>
-          client.health().then(
-            (h) => h.ok,
-            () => false,
-          ),
-        { timeoutMs, intervalMs: 50 },
+      // A runtime that dies while starting fails the start at once, as the real backends do.
+      const exited = new Promise<never>((_, reject) =>
+        child.once('exit', () => reject(new Error(`the runtime of ${tenantId} exited while starting`))),
       );
+      exited.catch(() => undefined);
+      await Promise.race([
+        waitFor(
+          () =>
+            client.health().then(
+              (h) => h.ok,
+              () => false,
+            ),
+          { timeoutMs, intervalMs: 50 },
+        ),
+        exited,
+      ]);
     } finally {
       await client.close();
     }
