@@ -5,7 +5,7 @@ import { migrationsDir } from './db.js';
 import { NO_PROVIDER_MESSAGE } from './llm-proxy/providers/registry.js';
 import { ensureDemoModel, seedModels } from './models.js';
 import { createOrchestrator, type TenantOrchestrator } from './orchestrator/index.js';
-import { createPlatform } from './platform.js';
+import { createPlatform, type Platform } from './platform.js';
 import { resolveSecrets } from './secrets.js';
 import { ensureDevAdmin, seed } from './seed.js';
 
@@ -19,9 +19,16 @@ async function serve() {
   const log = createLogger({ name: 'platform-api', level: config.LOG_LEVEL });
   let orchestrator: TenantOrchestrator | null = null;
   let runtimesUnavailable: string | undefined;
+  // Tenants reach this process's apps through their gateway sockets (served in-process, stamped with the
+  // tenant); the apps exist once the platform is built, before any runtime can connect.
+  let built: Platform | undefined;
+  const apps = {
+    llmProxy: () => (built as Platform).proxyApp,
+    platformApi: () => (built as Platform).app,
+  };
   try {
     const { authSecret } = await resolveSecrets(config);
-    orchestrator = await createOrchestrator(config, { log, authSecret });
+    orchestrator = await createOrchestrator(config, { log, authSecret, apps });
   } catch (err) {
     // The API still serves accounts and the LLM proxy; chat says why agents cannot run.
     runtimesUnavailable = `the ${config.TENANT_RUNTIME_BACKEND} runtime backend cannot run here: ${(err as Error).message}`;
@@ -34,6 +41,7 @@ async function serve() {
     ...(runtimesUnavailable ? { runtimesUnavailable } : {}),
     ...(defaultModel ? { runtimeEnv: { RUNTIME_DEFAULT_MODEL: defaultModel } } : {}),
   });
+  built = platform;
   if (orchestrator) log.info({ backend: orchestrator.backend }, 'tenant runtimes ready');
   // A first start gets the price list; later edits by admins are never overwritten.
   if ((await platform.store.countModels()) === 0) {

@@ -4,6 +4,7 @@ import { getConnInfo } from '@hono/node-server/conninfo';
 import type { Context, MiddlewareHandler } from 'hono';
 import { authenticateApiKey, looksLikeApiKey } from './api-keys.js';
 import { type Auth, type AuthSession, CLIENT_IP_HEADER } from './auth.js';
+import { SOCKET_TENANT_HEADER } from './orchestrator/gateway.js';
 import type { ServiceTokens } from './service-token.js';
 import type { PlatformStore, TenantRow } from './store.js';
 
@@ -175,11 +176,20 @@ const bearer = (c: Context) => {
  */
 export function authenticate(deps: CallerDeps, isPublic: (c: Context) => boolean): MiddlewareHandler<PlatformEnv> {
   return async (c, next) => {
+    // Requests from a tenant's runtime come through its gateway socket, stamped with the tenant: they may
+    // act only as that tenant, and never on the account routes (sign-up, sign-in) meant for people.
+    const socketTenant = c.req.header(SOCKET_TENANT_HEADER);
+    if (socketTenant && c.req.path.startsWith('/api/auth')) {
+      throw forbidden('account routes are not available to agent runtimes');
+    }
     if (isPublic(c)) return next();
     const token = bearer(c);
     if (token && looksLikeApiKey(token)) await fromApiKey(c, token, deps);
     else if (token) await fromServiceToken(c, token, deps);
     else if (!(await fromSession(c, deps))) throw unauthorized('sign in first');
+    if (socketTenant && c.get('tenant')?.id !== socketTenant) {
+      throw forbidden("these credentials belong to another tenant than this runtime's");
+    }
     await next();
   };
 }

@@ -1,9 +1,11 @@
 import { readFileSync, statSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { ensureRuntimeBundle, HANDS_DIR } from '@agentsquads/runtime/bundle';
 import { createSecretBox, waitFor } from '@agentstack/core';
 import { createTestSandboxManager, type TestSandboxManager } from '@agentstack/sandbox/testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { issueApiKey } from '../src/api-keys.js';
 import { TenantGateway } from '../src/orchestrator/gateway.js';
 import { SandboxOrchestrator } from '../src/orchestrator/sandbox.js';
 import { tenantWorkspaceDir } from '../src/tenants.js';
@@ -17,13 +19,21 @@ import { type ChatTestbed, FIB_ANSWER, FIB_SCRIPT, readEvents, startChatTestbed 
 let tb: ChatTestbed;
 let sandboxes: TestSandboxManager;
 let orchestrator: SandboxOrchestrator;
+let gatewayRoot: string;
 
 beforeAll(async () => {
   sandboxes = await createTestSandboxManager({ cgroupGroup: `agentsquads-chat-test-${process.pid}` });
-  tb = await startChatTestbed(async ({ tenantDataDir, dataDir, llmProxy, platformApi }) => {
+  tb = await startChatTestbed(async ({ tenantDataDir, dataDir, apps }) => {
+    gatewayRoot = join(dataDir, 'gateways');
     orchestrator = new SandboxOrchestrator({
       sandboxes: sandboxes.manager,
-      gateway: new TenantGateway({ rootDir: join(dataDir, 'gateways'), llmProxy, platformApi, log: quiet }),
+      // As main.ts does: the platform's own apps on each tenant's sockets, stamped with the tenant.
+      gateway: new TenantGateway({
+        rootDir: gatewayRoot,
+        llmProxy: { app: apps.llmProxy },
+        platformApi: { app: apps.platformApi },
+        log: quiet,
+      }),
       paths: { tenantDataDir, runtimeBundle: await ensureRuntimeBundle(), handsDir: HANDS_DIR },
       secrets: createSecretBox(new Uint8Array(32).fill(9), 'tenant-runtime'),
       log: quiet,
@@ -38,6 +48,18 @@ afterAll(async () => {
 });
 
 const quiet = { info() {}, warn() {} };
+
+function viaSocket(socketPath: string, method: string, path: string, headers: Record<string, string>) {
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ socketPath, method, path, headers }, (res) => {
+      let body = '';
+      res.on('data', (chunk) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end(method === 'POST' ? '{}' : undefined);
+  });
+}
 
 describe('chat with a sandboxed tenant runtime', () => {
   it('signs up, starts the sandbox, runs a multi-step tool task and persists it', async () => {
@@ -95,6 +117,29 @@ describe('chat with a sandboxed tenant runtime', () => {
     ]);
     expect(page.items.at(-1)!.content).toBe(FIB_ANSWER);
 
+    // Identity comes from the socket: another tenant's valid key is refused on this tenant's sockets, and
+    // the account routes are closed to runtimes.
+    const other = await tb.browser().fetch('/api/auth/sign-up/email', {
+      method: 'POST',
+      json: { email: 'other@example.com', password: 'correct horse battery', name: 'Other' },
+    });
+    const otherTenant = (await tb.store.findTenantOfUser(((await other.json()) as { user: { id: string } }).user.id))!;
+    const otherKey = await issueApiKey(tb.store, otherTenant.id);
+    const llmSock = join(gatewayRoot, tenant.id, 'llm.sock');
+    const platformSock = join(gatewayRoot, tenant.id, 'platform.sock');
+    const stolen = await viaSocket(llmSock, 'GET', '/v1/models', { authorization: `Bearer ${otherKey}` });
+    expect(stolen.status).toBe(403);
+    expect(stolen.body).toContain('key_not_for_this_tenant');
+    const stolenApi = await viaSocket(platformSock, 'GET', '/api/tenant', {
+      authorization: `Bearer ${otherKey}`,
+      'x-agentsquads-socket-tenant': otherTenant.id,
+    });
+    expect(stolenApi.status).toBe(403);
+    const signUpFromInside = await viaSocket(platformSock, 'POST', '/api/auth/sign-up/email', {
+      'content-type': 'application/json',
+    });
+    expect(signUpFromInside.status).toBe(403);
+
     // Account deletion destroys the runtime and its files.
     const deleted = await browser.fetch('/api/account', {
       method: 'DELETE',
@@ -102,6 +147,6 @@ describe('chat with a sandboxed tenant runtime', () => {
     });
     expect(deleted.status).toBe(200);
     expect((await orchestrator.status(tenant.id)).state).toBe('missing');
-    expect(await sandboxes.manager.list()).toEqual([]);
+    expect((await sandboxes.manager.list()).map((s) => s.id)).not.toContain(tenant.id);
   });
 });

@@ -5,6 +5,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { type ApiKeyIdentity, authenticateApiKey } from '../api-keys.js';
 import type { Executor } from '../db.js';
 import { priceWithMarkup } from '../models.js';
+import { SOCKET_TENANT_HEADER } from '../orchestrator/gateway.js';
 import type { ModelRow, PlatformStore } from '../store.js';
 import type { ProxySettings } from './config.js';
 import { invalidRequest, ProxyError } from './errors.js';
@@ -64,6 +65,16 @@ function authenticate(store: PlatformStore): MiddlewareHandler<ProxyEnv> {
         'invalid_request_error',
         'invalid_api_key',
         `Incorrect API key provided: ${key.length > 10 ? `${key.slice(0, 10)}…` : '(too short)'}. The key is unknown or was revoked.`,
+      );
+    }
+    // Through a tenant's gateway socket only that tenant's key works (identity comes from the socket).
+    const socketTenant = c.req.header(SOCKET_TENANT_HEADER);
+    if (socketTenant && socketTenant !== identity.tenantId) {
+      throw new ProxyError(
+        403,
+        'permission_error',
+        'key_not_for_this_tenant',
+        "This API key belongs to another tenant than this runtime's.",
       );
     }
     if (identity.status === 'suspended') {

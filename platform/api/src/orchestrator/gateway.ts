@@ -2,7 +2,7 @@ import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
-import { type Logger, listenRelay, type SocketRelay } from '@agentstack/core';
+import { type Logger, listenOn, listenRelay, type SocketRelay } from '@agentstack/core';
 import { createEgressProxy, type EgressProxy, type EgressProxyOptions } from '@agentstack/egress';
 
 /** Where the gateway directory appears inside a tenant, and the loopback ports the runtime bridges there. */
@@ -56,11 +56,35 @@ export interface TcpTarget {
   port: number;
 }
 
+/** An HTTP app served in this process on the tenant's socket: every request is stamped with the tenant. */
+export interface AppTarget {
+  app: () => { fetch: (request: Request) => Response | Promise<Response> };
+}
+
+export type GatewayTarget = TcpTarget | AppTarget;
+
+/**
+ * Set on every request that came in through a tenant's socket (any value a client sent is replaced): the
+ * platform API and the LLM proxy refuse credentials of any other tenant on it. Identity comes from the socket.
+ */
+export const SOCKET_TENANT_HEADER = 'x-agentsquads-socket-tenant';
+
+/** The request as the app sees it: stamped with the socket's tenant, no client-claimed forwarding headers. */
+export function stampTenant(request: Request, tenantId: string): Request {
+  const headers = new Headers(request.headers);
+  for (const name of ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'forwarded']) {
+    headers.delete(name);
+  }
+  headers.set(SOCKET_TENANT_HEADER, tenantId);
+  return new Request(request, { headers });
+}
+
 export interface TenantGatewayOptions {
   /** Host directory holding one directory per tenant; created root-only (0711). */
   rootDir: string;
-  llmProxy: TcpTarget;
-  platformApi: TcpTarget;
+  /** In production the platform's own apps (`AppTarget`: identity from the socket); TCP pipes in tests. */
+  llmProxy: GatewayTarget;
+  platformApi: GatewayTarget;
   /** Options of each tenant's egress proxy (public addresses only unless `allow` says otherwise). */
   egress?: Omit<EgressProxyOptions, 'log'>;
   log: Pick<Logger, 'info' | 'warn'>;
@@ -117,6 +141,16 @@ export class TenantGateway {
         ['llm.sock', this.options.llmProxy],
         ['platform.sock', this.options.platformApi],
       ] as const) {
+        if ('app' in target) {
+          const server = await listenOn(
+            { fetch: (req) => target.app().fetch(stampTenant(req, tenantId)) },
+            {
+              path: join(dir, name),
+            },
+          );
+          pipes.push({ server: server.server, close: () => server.close() });
+          continue;
+        }
         pipes.push(
           await listenRelay({ path: join(dir, name) }, () =>
             connect({ port: target.port, host: target.host, allowHalfOpen: true }),

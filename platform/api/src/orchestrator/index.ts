@@ -23,17 +23,33 @@ export const configuredLimits = (config: PlatformConfig): TenantLimits => ({
  * and platform API. Throws with the host's problems listed when the backend cannot run here (no root,
  * no bubblewrap, no Docker engine); main.ts reports that and serves without runtimes.
  */
+type FetchApp = { fetch: (request: Request) => Response | Promise<Response> };
+
 export async function createOrchestrator(
   config: PlatformConfig,
-  { log, authSecret }: { log: Logger; authSecret: string },
+  {
+    log,
+    authSecret,
+    apps,
+  }: {
+    log: Logger;
+    authSecret: string;
+    /**
+     * This process's LLM proxy and platform API apps, served on each tenant's sockets with the tenant stamped
+     * on every request (identity from the socket). Without them the sockets pipe to the TCP listeners.
+     */
+    apps?: { llmProxy: () => FetchApp; platformApi: () => FetchApp };
+  },
 ): Promise<TenantOrchestrator | null> {
   if (config.TENANT_RUNTIME_BACKEND === 'none') return null;
   // Tenants connect to these through their gateway sockets; a wildcard listener is reached on loopback.
   const loopback = (host: string) => (host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host);
   const gateway = new TenantGateway({
     rootDir: join(config.dataDir, 'gateways'),
-    llmProxy: { host: loopback(config.LLM_PROXY_HOST), port: config.LLM_PROXY_PORT },
-    platformApi: { host: loopback(config.PLATFORM_API_HOST), port: config.PLATFORM_API_PORT },
+    llmProxy: apps ? { app: apps.llmProxy } : { host: loopback(config.LLM_PROXY_HOST), port: config.LLM_PROXY_PORT },
+    platformApi: apps
+      ? { app: apps.platformApi }
+      : { host: loopback(config.PLATFORM_API_HOST), port: config.PLATFORM_API_PORT },
     log: log.child({ component: 'egress' }),
   });
   const limits = configuredLimits(config);

@@ -5,7 +5,13 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gatewayRuntimeEnv, hostAddresses, INSIDE, TenantGateway } from '../../src/orchestrator/gateway.js';
+import {
+  gatewayRuntimeEnv,
+  hostAddresses,
+  INSIDE,
+  SOCKET_TENANT_HEADER,
+  TenantGateway,
+} from '../../src/orchestrator/gateway.js';
 
 const quiet = { info() {}, warn() {} };
 
@@ -93,5 +99,37 @@ describe('TenantGateway', () => {
     expect(env.RUNTIME_BRIDGES?.split(',')).toHaveLength(3);
     expect(env.LLM_PROXY_URL).toBe('http://127.0.0.1:8090/v1');
     expect(env.HTTP_PROXY).toBe('http://127.0.0.1:3128');
+  });
+
+  it('serves an in-process app on a tenant socket, stamped with the tenant; claimed headers are dropped', async () => {
+    const seen: Record<string, string | null>[] = [];
+    const appGateway = new TenantGateway({
+      rootDir: join(root, 'app-gateways'),
+      llmProxy: {
+        app: () => ({
+          fetch: async (req: Request) => {
+            seen.push({
+              tenant: req.headers.get(SOCKET_TENANT_HEADER),
+              xff: req.headers.get('x-forwarded-for'),
+              body: await req.text(),
+            });
+            return new Response('ok');
+          },
+        }),
+      },
+      platformApi: { host: '127.0.0.1', port: (platform.address() as AddressInfo).port },
+      log: quiet,
+    });
+    try {
+      const opened = await appGateway.open('ten_c', { uid: 4244, gid: 4244 });
+      const res = await viaSocket(join(opened.dir, 'llm.sock'), '/v1/models', {
+        [SOCKET_TENANT_HEADER]: 'ten_someone_else',
+        'x-forwarded-for': '203.0.113.9',
+      });
+      expect(res).toEqual({ status: 200, body: 'ok' });
+      expect(seen).toEqual([{ tenant: 'ten_c', xff: null, body: '' }]);
+    } finally {
+      await appGateway.closeAll();
+    }
   });
 });

@@ -95,6 +95,8 @@ export async function startChatTestbed(
     dataDir: string;
     llmProxy: { host: string; port: number };
     platformApi: { host: string; port: number };
+    /** The same two as in-process apps (what main.ts hands the gateway): identity from the socket. */
+    apps: { llmProxy: () => Platform['proxyApp']; platformApi: () => Platform['app'] };
   }) => Promise<TenantOrchestrator>,
   options: { env?: Record<string, string> } = {},
 ): Promise<ChatTestbed> {
@@ -116,17 +118,20 @@ export async function startChatTestbed(
     ...options.env,
   });
   const { log, text: logText } = captureLog();
+  let built: Platform | undefined;
   const orchestrator = await makeOrchestrator({
     tenantDataDir: config.tenantDataDir,
     dataDir,
     llmProxy: { host: '127.0.0.1', port: proxyPort },
     platformApi: { host: '127.0.0.1', port: apiPort },
+    apps: { llmProxy: () => (built as Platform).proxyApp, platformApi: () => (built as Platform).app },
   });
   const platform = await createPlatform(config, {
     log,
     orchestrator,
     runtimeEnv: { RUNTIME_DEFAULT_MODEL: CHAT_MODEL },
   });
+  built = platform;
   const store = new PlatformStore(database.db);
   for (const model of TEST_MODELS) await store.insertModelIfMissing({ id: newId('mdl'), ...model });
   platform.startBackground();
