@@ -105,10 +105,10 @@ interface Listeners {
 
 /**
  * The only doors out of a tenant: per tenant a directory with three unix sockets, owned by the tenant's uid
- * so only it (and root) can connect — `llm.sock` and `platform.sock` piped to the LLM proxy and platform
- * API, `egress.sock` an egress proxy that reaches public addresses only. Nothing else of the host is
- * reachable from a tenant, whose network namespace has only loopback. Identity still comes from the
- * tenant's API key on every request; the socket decides what can be reached at all.
+ * so only it (and root) can connect — `llm.sock` and `platform.sock` serving the LLM proxy and platform
+ * API (in-process apps, each request stamped with the tenant: the socket decides whose key works there),
+ * `egress.sock` an egress proxy that reaches public addresses only. Nothing else of the host is reachable
+ * from a tenant, whose network namespace has only loopback.
  */
 export class TenantGateway {
   private readonly tenants = new Map<string, Listeners>();
