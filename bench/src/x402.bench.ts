@@ -23,6 +23,8 @@ export async function main() {
   await chmod(pgDir, 0o755);
   const database = await startEmbeddedPostgres({ dataDir: join(pgDir, 'pg'), databases: ['bench'], durable: false });
   const pool = new pg.Pool({ connectionString: database.urlFor('bench'), max: 10 });
+  // PostgreSQL stopping at the end may reach an idle connection first: that must not crash the run.
+  pool.on('error', () => undefined);
   await migrate({ pool, dir: x402MigrationsDir, table: 'x402_schema_migrations' });
   const payTo = privateKeyToAccount(generatePrivateKey()).address;
   const asset = bed.devnet.chain.usdc;
