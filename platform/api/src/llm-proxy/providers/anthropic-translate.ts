@@ -1,6 +1,6 @@
 import type { FinishReason, ToolCall } from '../openai-schema.js';
 import type { SseEvent } from '../sse.js';
-import { parseDataUrl, parseToolArguments, refuseOpenAIOnly, stopList, systemText } from './common.js';
+import { contentText, parseDataUrl, parseToolArguments, refuseOpenAIOnly, stopList, systemText } from './common.js';
 import { providerErrorMessage } from './http.js';
 import {
   type Completion,
@@ -114,8 +114,7 @@ export function toAnthropicBody(call: UpstreamCall, stream: boolean): Record<str
         break;
       }
       case 'tool': {
-        const content =
-          typeof message.content === 'string' ? message.content : message.content.map((p) => p.text).join('');
+        const content = contentText(message.content);
         push('user', [{ type: 'tool_result', tool_use_id: message.tool_call_id, content }]);
         break;
       }

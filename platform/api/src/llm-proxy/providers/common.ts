@@ -40,12 +40,16 @@ export function refuseOpenAIOnly(request: ChatRequest, provider: string, also: (
   }
 }
 
+/** A message's content as plain text (text parts joined): system, developer and tool messages. */
+export const contentText = (content: string | { text: string }[]): string =>
+  typeof content === 'string' ? content : content.map((p) => p.text).join('');
+
 /** Every system and developer message, in order, as one instruction text. */
 export function systemText(request: ChatRequest): string | undefined {
   const parts: string[] = [];
   for (const message of request.messages) {
     if (message.role === 'system' || message.role === 'developer') {
-      const text = typeof message.content === 'string' ? message.content : message.content.map((p) => p.text).join('');
+      const text = contentText(message.content);
       if (text) parts.push(text);
     }
   }

@@ -1,7 +1,15 @@
 import type { FinishReason, ToolCall } from '../openai-schema.js';
 import type { SseEvent } from '../sse.js';
 import { providerUsage } from './anthropic-translate.js';
-import { parseDataUrl, parseToolArguments, refuseOpenAIOnly, stopList, systemText, withToolCalls } from './common.js';
+import {
+  contentText,
+  parseDataUrl,
+  parseToolArguments,
+  refuseOpenAIOnly,
+  stopList,
+  systemText,
+  withToolCalls,
+} from './common.js';
 import { providerErrorMessage } from './http.js';
 import {
   type Completion,
@@ -103,8 +111,7 @@ export function toGeminiBody(call: UpstreamCall): Record<string, unknown> {
         break;
       }
       case 'tool': {
-        const text =
-          typeof message.content === 'string' ? message.content : message.content.map((p) => p.text).join('');
+        const text = contentText(message.content);
         // The schema guarantees an earlier call with this id (openai-schema.ts).
         const name = toolNames.get(message.tool_call_id) ?? message.tool_call_id;
         push('user', [{ functionResponse: { name, response: toolResponse(text) } }]);
