@@ -6,6 +6,7 @@ import { recordUsage } from '../src/credits.js';
 import { migrationsDir, type PlatformDB } from '../src/db.js';
 import { priceWithMarkup, publicModel, SEED_MODELS, seedModels } from '../src/models.js';
 import { PlatformStore } from '../src/store.js';
+import { insertTenant } from './support/tenants.js';
 
 let database: TestDatabase<PlatformDB>;
 let db: Kysely<PlatformDB>;
@@ -22,25 +23,7 @@ afterAll(async () => {
 
 /** A user with a tenant and an empty credits row, written directly. */
 async function newTenant(): Promise<string> {
-  const userId = newId('usr');
-  await db
-    .insertInto('users')
-    .values({
-      id: userId,
-      name: 'T',
-      email: `${userId.toLowerCase()}@example.com`,
-      email_verified: false,
-      image: null,
-      updated_at: new Date(),
-      provider: null,
-      provider_id: null,
-      ban_reason: null,
-      ban_expires: null,
-    })
-    .execute();
-  const tenant = await store.insertTenant(newId('ten'), userId);
-  await store.insertCredits(tenant.id);
-  return tenant.id;
+  return (await insertTenant(store)).tenantId;
 }
 
 const balance = async (tenantId: string) => (await store.findCredits(tenantId))!.balance_micros;

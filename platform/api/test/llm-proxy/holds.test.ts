@@ -1,4 +1,4 @@
-import { createLogger, newId, waitFor } from '@agentstack/core';
+import { createLogger, waitFor } from '@agentstack/core';
 import { sql } from '@agentstack/db';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import type { LLMock } from '@copilotkit/aimock';
@@ -8,6 +8,7 @@ import { priceCall } from '../../src/llm-proxy/billing.js';
 import { Reservations } from '../../src/llm-proxy/reservations.js';
 import { PlatformStore } from '../../src/store.js';
 import { startAimock, startProxyTestbed, usageFor } from '../support/proxy.js';
+import { insertTenant } from '../support/tenants.js';
 
 let database: TestDatabase<PlatformDB>;
 let store: PlatformStore;
@@ -23,26 +24,7 @@ afterAll(async () => {
 });
 
 async function tenant(credit: bigint): Promise<string> {
-  const userId = newId('usr');
-  await database.db
-    .insertInto('users')
-    .values({
-      id: userId,
-      name: 'T',
-      email: `${userId.toLowerCase()}@example.com`,
-      email_verified: false,
-      image: null,
-      updated_at: new Date(),
-      provider: null,
-      provider_id: null,
-      ban_reason: null,
-      ban_expires: null,
-    })
-    .execute();
-  const row = await store.insertTenant(newId('ten'), userId);
-  await store.insertCredits(row.id);
-  if (credit > 0n) await store.postLedgerEntry({ tenantId: row.id, amountMicros: credit, kind: 'admin_grant' });
-  return row.id;
+  return (await insertTenant(store, { credit })).tenantId;
 }
 
 const balance = async (tenantId: string) => (await store.findCredits(tenantId))!.balance_micros;

@@ -3,15 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDemoModel } from '@agentsquads/demo-model';
-import {
-  freePort,
-  isProcessRunning,
-  type ManagedProcess,
-  newId,
-  startProcess,
-  waitFor,
-  waitForHttp,
-} from '@agentstack/core';
+import { freePort, isProcessRunning, type ManagedProcess, startProcess, waitFor, waitForHttp } from '@agentstack/core';
 import { createTestDatabase, type TestDatabase } from '@agentstack/db/testing';
 import type { LLMock } from '@copilotkit/aimock';
 import OpenAI from 'openai';
@@ -20,6 +12,7 @@ import { issueApiKey } from '../../src/api-keys.js';
 import { migrationsDir, type PlatformDB } from '../../src/db.js';
 import { PlatformStore } from '../../src/store.js';
 import { PROVIDER_KEYS, startAimock, usageFor } from '../support/proxy.js';
+import { insertTenant } from '../support/tenants.js';
 
 const main = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const tsxLoader = import.meta.resolve('tsx');
@@ -90,26 +83,8 @@ async function serve(env: Record<string, string>) {
 }
 
 async function tenant(credit: bigint) {
-  const userId = newId('usr');
-  await database.db
-    .insertInto('users')
-    .values({
-      id: userId,
-      name: 'Serve test',
-      email: `${userId.toLowerCase()}@example.com`,
-      email_verified: true,
-      image: null,
-      updated_at: new Date(),
-      provider: null,
-      provider_id: null,
-      ban_reason: null,
-      ban_expires: null,
-    })
-    .execute();
-  const row = await store.insertTenant(newId('ten'), userId);
-  await store.insertCredits(row.id);
-  await store.postLedgerEntry({ tenantId: row.id, amountMicros: credit, kind: 'admin_grant' });
-  return { tenantId: row.id, apiKey: await issueApiKey(store, row.id) };
+  const { tenantId } = await insertTenant(store, { credit });
+  return { tenantId, apiKey: await issueApiKey(store, tenantId) };
 }
 
 const balance = async (tenantId: string) => (await store.findCredits(tenantId))!.balance_micros;

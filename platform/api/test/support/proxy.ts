@@ -12,6 +12,7 @@ import { migrationsDir, type PlatformDB } from '../../src/db.js';
 import { createPlatform, type Platform } from '../../src/platform.js';
 import { type LedgerRow, type ModelRow, PlatformStore } from '../../src/store.js';
 import { captureLog, RecordingRequester } from './helpers.js';
+import { insertTenant } from './tenants.js';
 
 /** One aimock server speaking every provider's wire format (OpenAI, Anthropic, Gemini) on one port. */
 /** The provider keys the testbed configures; aimock refuses any other (so a test proves which key went out). */
@@ -144,29 +145,8 @@ export async function startProxyTestbed(
     baseURL: `${server.url}/v1`,
     logText,
     async tenant(creditMicros) {
-      const userId = newId('usr');
-      await database.db
-        .insertInto('users')
-        .values({
-          id: userId,
-          name: 'Proxy test',
-          email: `${userId.toLowerCase()}@example.com`,
-          email_verified: true,
-          image: null,
-          updated_at: new Date(),
-          provider: null,
-          provider_id: null,
-          ban_reason: null,
-          ban_expires: null,
-        })
-        .execute();
-      const tenant = await store.insertTenant(newId('ten'), userId);
-      await store.insertCredits(tenant.id);
-      if (creditMicros > 0n) {
-        await store.postLedgerEntry({ tenantId: tenant.id, amountMicros: creditMicros, kind: 'admin_grant' });
-      }
-      const apiKey = await issueApiKey(store, tenant.id);
-      return { tenantId: tenant.id, apiKey, userId };
+      const { tenantId, userId } = await insertTenant(store, { credit: creditMicros });
+      return { tenantId, apiKey: await issueApiKey(store, tenantId), userId };
     },
     client: (apiKey, extra = {}) => new OpenAI({ apiKey, baseURL: testbed.baseURL, maxRetries: 0, ...extra }),
     balance: async (tenantId) => (await store.findCredits(tenantId))!.balance_micros,
