@@ -1,7 +1,6 @@
 import type { ChatEvent, ChatMessage, ToolCall } from '@agentsquads/runtime';
 import { createRuntimeClient, RuntimeHttpError } from '@agentsquads/runtime/client';
 import { AppError, type Logger } from '@agentstack/core';
-import { sql } from '@agentstack/db';
 import type { Conversations } from './conversations.js';
 import type { Channel, Executor } from './db.js';
 import type { TenantRuntimes } from './runtimes.js';
@@ -93,7 +92,10 @@ export class ChatRelay {
     const conversationId = conversation.id;
     this.busy.add(conversationId);
     try {
-      const history = (await this.recentMessages(tenantId, conversationId)).map(toRuntimeMessage);
+      const recent = await store.recentMessages(tenantId, conversationId, HISTORY_LIMIT);
+      // Context must not start with tool results whose call was cut off.
+      const first = recent.findIndex((row) => row.role !== 'tool');
+      const history = (first === -1 ? [] : recent.slice(first)).map(toRuntimeMessage);
       const userMessage = await this.deps.conversations.append(tenantId, conversationId, {
         role: 'user',
         content: input.message,
@@ -124,7 +126,7 @@ export class ChatRelay {
     run: { conversationId: string; history: ChatMessage[]; opening: PlatformChatEvent; signal: AbortSignal },
   ): AsyncGenerator<PlatformChatEvent> {
     const { conversationId, signal } = run;
-    const since = await this.dbNow();
+    const since = await new PlatformStore(this.deps.db).now();
     const produced = new PartialRun();
     let client: ReturnType<typeof createRuntimeClient> | undefined;
     let runId = '';
@@ -268,26 +270,6 @@ export class ChatRelay {
       ids.push(row.id);
     }
     return ids;
-  }
-
-  private async recentMessages(tenantId: string, conversationId: string): Promise<MessageRow[]> {
-    const rows = await this.deps.db
-      .selectFrom('messages')
-      .selectAll()
-      .where('tenant_id', '=', tenantId)
-      .where('conversation_id', '=', conversationId)
-      .orderBy('seq', 'desc')
-      .limit(HISTORY_LIMIT)
-      .execute();
-    // Context must not start with tool results whose call was cut off.
-    const ordered = rows.reverse();
-    while (ordered[0]?.role === 'tool') ordered.shift();
-    return ordered;
-  }
-
-  private async dbNow(): Promise<Date> {
-    const { rows } = await sql<{ now: Date }>`select now() as now`.execute(this.deps.db);
-    return rows[0]?.now ?? new Date();
   }
 }
 

@@ -435,6 +435,25 @@ export class PlatformStore {
     return query.execute();
   }
 
+  /** The newest `limit` messages of a conversation, oldest first. */
+  async recentMessages(tenantId: string, conversationId: string, limit: number): Promise<MessageRow[]> {
+    const rows = await this.db
+      .selectFrom('messages')
+      .selectAll()
+      .where('tenant_id', '=', tenantId)
+      .where('conversation_id', '=', conversationId)
+      .orderBy('seq', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.reverse();
+  }
+
+  /** The database's clock (usage rows are stamped by it). */
+  async now(): Promise<Date> {
+    const { rows } = await sql<{ now: Date }>`select now() as now`.execute(this.db);
+    return rows[0]?.now ?? new Date();
+  }
+
   /** LLM calls booked for a conversation since a moment, and what they were charged (cost + margin). */
   async usageSince(
     tenantId: string,
